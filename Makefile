@@ -1,0 +1,42 @@
+# The course's commands. Each one sets up the local virtual environment first
+# (created on first use, reinstalled when pyproject.toml changes).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+# Quiet TensorFlow's C++ start-up logs.
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONHASHSEED ?= 0
+
+.PHONY: help setup course test lint lab clean
+
+help:
+	@echo "make course  run every notebook headless; executed copies and a summary go to build/"
+	@echo "make test    lint, unit tests, papermill tests and nbval on every notebook"
+	@echo "make lab     open JupyterLab on notebooks/ with the course's environment"
+	@echo "make clean   remove build/ (keeps the virtual environment)"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --editable ".[test]"
+	@touch $@
+
+course: $(STAMP)
+	$(BIN)/python -m helpers run --output-dir build $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check helpers tests notebooks
+	$(BIN)/ruff format --check helpers tests notebooks
+
+test: lint
+	$(BIN)/python -m pytest tests notebooks --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg $(ARGS)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks
+
+clean:
+	rm -rf build

@@ -1,0 +1,7 @@
+"""`python -m helpers run ...`: the course runner (see helpers.runner)."""
+
+import sys
+
+from helpers.runner import main
+
+sys.exit(main())

@@ -1,0 +1,38 @@
+"""Claims: a notebook's executable promises.
+
+A claim prints exactly one line and never stops the notebook:
+
+    ✔ <statement>                       when it holds
+    ✘ <statement>: <what was measured>  when it does not
+
+nbval compares these lines with the stored run, and the course runner counts
+them in every executed notebook.
+"""
+
+from __future__ import annotations
+
+HOLDS = "✔"
+FAILS = "✘"
+
+
+def claim(statement: str, holds: bool, measured: str) -> bool:
+    """Print one claim line and return whether it holds.
+
+    `measured` says what was observed; it is printed only when the claim
+    fails, so that the stored output of a passing run does not depend on
+    machine-specific numbers.
+    """
+    holds = bool(holds)
+    if holds:
+        print(f"{HOLDS} {statement}")
+    else:
+        print(f"{FAILS} {statement}: measured {measured}")
+    return holds
+
+
+def count_claims(text: str) -> tuple[int, int]:
+    """Count (held, failed) claim lines in some printed output."""
+    lines = [line.strip() for line in text.splitlines()]
+    held = sum(line.startswith(HOLDS + " ") for line in lines)
+    failed = sum(line.startswith(FAILS + " ") for line in lines)
+    return held, failed

@@ -1,0 +1,48 @@
+"""Model builders for sweeps. Each notebook writes its first model in plain
+Keras; later comparisons call these builders with the same structure."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import keras
+
+BatchNormPlacement = Literal["before", "after"] | None
+
+
+def build_mlp(
+    depth: int,
+    width: int,
+    activation: str = "relu",
+    kernel_initializer: str | keras.initializers.Initializer = "glorot_uniform",
+    batch_norm: BatchNormPlacement = None,
+    n_inputs: int = 64,
+    n_classes: int = 10,
+    name: str | None = None,
+) -> keras.Sequential:
+    """A deep MLP: `depth` hidden Dense layers of `width` units, softmax output.
+
+    `batch_norm` places a `BatchNormalization` layer in every hidden block:
+    ``"before"`` the activation (Dense without bias -> BN -> Activation; BN's
+    beta replaces the bias) or ``"after"`` it (Dense -> BN). ``None``: no BN.
+    """
+    if batch_norm not in ("before", "after", None):
+        raise ValueError(f"batch_norm must be 'before', 'after' or None, not {batch_norm!r}")
+    layers: list[keras.layers.Layer] = [keras.Input(shape=(n_inputs,))]
+    for _ in range(depth):
+        if batch_norm == "before":
+            layers += [
+                keras.layers.Dense(width, use_bias=False, kernel_initializer=kernel_initializer),
+                keras.layers.BatchNormalization(),
+                keras.layers.Activation(activation),
+            ]
+        else:
+            layers.append(
+                keras.layers.Dense(
+                    width, activation=activation, kernel_initializer=kernel_initializer
+                )
+            )
+            if batch_norm == "after":
+                layers.append(keras.layers.BatchNormalization())
+    layers.append(keras.layers.Dense(n_classes, activation="softmax"))
+    return keras.Sequential(layers, name=name)

@@ -1,0 +1,37 @@
+import keras
+import pytest
+
+from helpers.models import build_mlp
+
+
+def layer_types(model):
+    return [type(layer).__name__ for layer in model.layers]
+
+
+def test_plain_mlp_structure():
+    model = build_mlp(depth=3, width=8, activation="elu", kernel_initializer="he_normal")
+    assert layer_types(model) == ["Dense"] * 4
+    assert model.layers[0].kernel.shape == (64, 8)
+    assert model.layers[1].activation.__name__ == "elu"
+    assert model.output_shape == (None, 10)
+
+
+def test_batch_norm_before_activation_drops_the_bias():
+    model = build_mlp(2, 8, "relu", batch_norm="before", n_inputs=5, n_classes=3)
+    assert layer_types(model) == ["Dense", "BatchNormalization", "Activation"] * 2 + ["Dense"]
+    assert model.layers[0].use_bias is False
+
+
+def test_batch_norm_after_activation():
+    model = build_mlp(2, 8, "relu", batch_norm="after", n_inputs=5, n_classes=3)
+    assert layer_types(model) == ["Dense", "BatchNormalization"] * 2 + ["Dense"]
+
+
+def test_initializer_is_used():
+    model = build_mlp(1, 4, kernel_initializer=keras.initializers.Constant(0.5))
+    assert float(model.layers[0].kernel[0, 0]) == 0.5
+
+
+def test_bad_placement_is_refused():
+    with pytest.raises(ValueError, match="batch_norm"):
+        build_mlp(2, 8, batch_norm="middle")

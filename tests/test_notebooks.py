@@ -1,0 +1,122 @@
+"""papermill contract of every notebook: documented parameters, every one of
+them validated, bad values refused in the validation cell, other valid values
+run to the end. (nbval re-executes the notebooks with their defaults.)"""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+
+# Quick, valid, non-default parameters per notebook (by number prefix).
+QUICK_RERUNS = {
+    "01": {
+        "seed": 3,
+        "depth": 6,
+        "width": 16,
+        "epochs": 2,
+        "n_seeds": 1,
+        "activation": "elu",
+        "initializer": "he_normal",
+    },
+}
+# One bad value per notebook, with what the error must mention.
+BAD_PARAMETERS = {
+    "01": ({"depth": "deep"}, ["'depth'", "'deep'", "an integer from 2 to 60"]),
+}
+
+ids = [path.stem for path in NOTEBOOKS]
+
+
+def test_every_notebook_has_papermill_cases():
+    assert NOTEBOOKS, "no notebooks found"
+    for path in NOTEBOOKS:
+        assert path.stem[:2] in QUICK_RERUNS and path.stem[:2] in BAD_PARAMETERS
+
+
+def parameters_cell_index(notebook):
+    tagged = [i for i, c in enumerate(notebook.cells) if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell must be tagged 'parameters'"
+    return tagged[0]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_help_notebook_documents_every_parameter(path):
+    declared = papermill.inspect_notebook(str(path))
+    assert declared
+    result = subprocess.run(
+        [sys.executable, "-m", "papermill", "--help-notebook", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for name, info in declared.items():
+        assert info["help"], f"parameter {name!r} has no comment"
+        assert info["inferred_type_name"] != "None", f"parameter {name!r} has no type"
+        assert name in result.stdout and info["help"] in result.stdout
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_validation_cell_checks_every_parameter(path):
+    notebook = nbformat.read(path, as_version=4)
+    index = parameters_cell_index(notebook)
+    validation = ast.parse(notebook.cells[index + 1].source)
+    calls = [
+        node
+        for node in ast.walk(validation)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "check_parameters"
+    ]
+    assert len(calls) == 1, "the cell after the parameters calls check_parameters once"
+    checked = {keyword.arg for keyword in calls[0].keywords}
+    assert checked == set(papermill.inspect_notebook(str(path)))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_bad_parameter_fails_in_the_validation_cell(path, tmp_path):
+    parameters, expected = BAD_PARAMETERS[path.stem[:2]]
+    output = tmp_path / path.name
+    with pytest.raises(papermill.PapermillExecutionError) as failure:
+        papermill.execute_notebook(
+            str(path),
+            str(output),
+            parameters=parameters,
+            cwd=str(path.parent),
+            progress_bar=False,
+        )
+    assert failure.value.ename == "ParameterError"
+    for text in expected:
+        assert text in failure.value.evalue
+    executed = nbformat.read(output, as_version=4)
+    failed = [
+        i
+        for i, c in enumerate(executed.cells)
+        if any(o.get("output_type") == "error" for o in c.get("outputs", []))
+    ]
+    # papermill injects its parameters cell right after the tagged one
+    assert failed == [parameters_cell_index(executed) + 2]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_rerun_with_other_valid_parameters_finishes(path, tmp_path):
+    output = tmp_path / path.name
+    papermill.execute_notebook(
+        str(path),
+        str(output),
+        parameters=QUICK_RERUNS[path.stem[:2]],
+        cwd=str(path.parent),
+        progress_bar=False,
+    )
+    executed = nbformat.read(output, as_version=4)
+    text = "".join(
+        o.get("text", "")
+        for c in executed.cells
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "stream"
+    )
+    assert "✔" in text or "✘" in text  # the claims ran and reported
