@@ -136,12 +136,12 @@ class ListOf:
 Spec = Integer | Number | Choice | ListOf
 
 
-def check_parameters(namespace: MutableMapping[str, Any], **specs: Spec) -> dict:
+def check_parameters(namespace: MutableMapping[str, Any], **specs: Spec) -> None:
     """Check the parameters named in `specs`, found in `namespace`.
 
     Call it as ``check_parameters(globals(), depth=Integer(2, 60), ...)`` in
     the cell after the parameters cell. Converted values are written back into
-    `namespace` and returned. Every bad value is reported in one
+    `namespace`. Every bad value is reported in one
     `ParameterError`; a parameter missing from `namespace` is a bug in the
     notebook and is reported too.
     """
@@ -162,4 +162,3 @@ def check_parameters(namespace: MutableMapping[str, Any], **specs: Spec) -> dict
     if problems:
         raise ParameterError("Bad notebook parameter. " + "; ".join(problems))
     namespace.update(checked)
-    return checked

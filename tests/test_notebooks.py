@@ -93,13 +93,13 @@ def test_bad_parameter_fails_in_the_validation_cell(path, tmp_path):
     for text in expected:
         assert text in failure.value.evalue
     executed = nbformat.read(output, as_version=4)
-    failed = [
-        i
-        for i, c in enumerate(executed.cells)
-        if any(o.get("output_type") == "error" for o in c.get("outputs", []))
-    ]
-    # papermill injects its parameters cell right after the tagged one
-    assert failed == [parameters_cell_index(executed) + 2]
+    code = [c for c in executed.cells if c.cell_type == "code"]
+    injected = next(
+        i for i, c in enumerate(code) if "injected-parameters" in c.metadata.get("tags", [])
+    )
+    failed = [i for i, c in enumerate(code) if any(o.output_type == "error" for o in c.outputs)]
+    assert failed == [injected + 1], "the error must come from the validation cell"
+    assert all(c.execution_count is None for c in code[injected + 2 :]), "nothing ran after"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)

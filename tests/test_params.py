@@ -70,8 +70,5 @@ def test_declared_but_undefined_parameter_is_reported():
 
 def test_values_written_back_converted():
     namespace = {"depth": "12", "rate": "0.5"}
-    assert check_parameters(namespace, depth=Integer(), rate=Number()) == {
-        "depth": 12,
-        "rate": 0.5,
-    }
+    check_parameters(namespace, depth=Integer(), rate=Number())
     assert namespace == {"depth": 12, "rate": 0.5}
