@@ -2,7 +2,7 @@
 
 On a CPU, small models are dominated by per-step overhead, so two things
 matter: feed Keras a cached, pre-batched `tf.data.Dataset` instead of NumPy
-arrays, and trace each training function once. `train_over_seeds` builds
+arrays, and trace each training function once. `train_over_seeds` uses
 one compiled model per configuration and, for every seed, loads the weights a
 freshly built model would have under that seed (and resets the optimizer), so
 the comparison is exactly that of fresh models without retracing each time.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 
 import keras
 import pandas as pd
@@ -62,9 +63,12 @@ def fit(
     )
 
 
+ModelConfig = keras.Model | Callable[[], keras.Model]
+
+
 def train_over_seeds(
-    configs: Mapping[str, Callable[[], keras.Model]],
-    make_optimizer: Callable[[], keras.optimizers.Optimizer],
+    configs: Mapping[str, ModelConfig],
+    make_optimizer: Callable[[], keras.optimizers.Optimizer] | None,
     data: Split,
     seeds: Iterable[int],
     epochs: int,
@@ -72,24 +76,39 @@ def train_over_seeds(
     loss: str = "sparse_categorical_crossentropy",
     metrics: Iterable[str] = ("accuracy",),
     steps_per_execution: int = 32,
+    learning_rate: float | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Train every configuration once per seed and return all learning curves.
 
-    `configs` maps a label to a function that builds a fresh (uncompiled)
-    model. Returns a long DataFrame: one row per (config, seed, epoch) with
-    the Keras history columns (loss, accuracy ...); the validation metrics
-    (val_loss, val_accuracy ...) are measured at the last epoch only, to save
-    time, and are NaN before it.
-    `steps_per_execution` runs that many steps per call into TensorFlow (much
-    less overhead for small models). Prints one compact progress line per
+    `configs` maps a label to either a function that builds a fresh
+    (uncompiled) model, compiled here with `make_optimizer()`, or to a model
+    the notebook has already compiled (and perhaps trained): it is reused with
+    its own optimizer, and for every seed its weights are re-drawn from its
+    initializers (`keras.models.clone_model`) and its optimizer state reset.
+    `learning_rate`, when given, replaces the optimizer's learning rate in
+    every run (no retracing: the same compiled model serves several rates).
+
+    Returns a long DataFrame: one row per (config, seed, epoch) with the Keras
+    history columns (loss, accuracy ...); the validation metrics (val_loss,
+    val_accuracy ...) are measured at the last epoch only, to save time, and
+    are NaN before it. `steps_per_execution` (for built models) runs that
+    many steps per call into TensorFlow. Prints one compact progress line per
     configuration when `progress`.
     """
     seeds = list(seeds)
     frames = []
-    for label, build in configs.items():
+    for label, config in configs.items():
         start = time.perf_counter()
-        model, initial_optimizer_state = None, None
+        if isinstance(config, keras.Model):
+            if not config.compiled:
+                raise ValueError(f"config {label!r}: compile the model first, or pass a builder")
+            model, build = config, partial(keras.models.clone_model, config)
+        elif make_optimizer is None:
+            raise ValueError(f"config {label!r} is a builder: pass make_optimizer")
+        else:
+            model, build = None, config
+        initial_optimizer_state = None
         for seed in seeds:
             seed_everything(seed)
             fresh = build()
@@ -101,14 +120,16 @@ def train_over_seeds(
                     metrics=list(metrics),
                     steps_per_execution=steps_per_execution,
                 )
-                model.optimizer.build(model.trainable_variables)
-                initial_optimizer_state = [v.numpy() for v in model.optimizer.variables]
             else:
                 model.set_weights(fresh.get_weights())
-                for variable, value in zip(
-                    model.optimizer.variables, initial_optimizer_state, strict=True
-                ):
-                    variable.assign(value)
+            if initial_optimizer_state is None:
+                initial_optimizer_state = _initial_state(model.optimizer, model)
+            for variable, value in zip(
+                model.optimizer.variables, initial_optimizer_state, strict=True
+            ):
+                variable.assign(value)
+            if learning_rate is not None:
+                model.optimizer.learning_rate = learning_rate
             history = fit(model, data, epochs, batch_size, seed=seed, validation_freq=epochs)
             frames.append(history.reset_index().assign(config=label, seed=seed))
         if progress:
@@ -116,6 +137,15 @@ def train_over_seeds(
     columns = ["config", "seed", "epoch"]
     result = pd.concat(frames, ignore_index=True)
     return result[columns + [c for c in result.columns if c not in columns]]
+
+
+def _initial_state(optimizer: keras.optimizers.Optimizer, model: keras.Model) -> list:
+    """The values `optimizer`'s variables have before any step: taken from a
+    new optimizer of the same class and configuration, built for `model`."""
+    fresh = type(optimizer).from_config(optimizer.get_config())
+    fresh.build(model.trainable_variables)
+    optimizer.build(model.trainable_variables)  # no-op when already built
+    return [v.numpy() for v in fresh.variables]
 
 
 def final_epoch_summary(runs: pd.DataFrame, metric: str = "val_accuracy") -> pd.DataFrame:

@@ -16,6 +16,7 @@ def build_mlp(
     activation: str = "relu",
     kernel_initializer: str | keras.initializers.Initializer = "glorot_uniform",
     batch_norm: BatchNormPlacement = None,
+    batch_norm_momentum: float = 0.99,
     n_inputs: int = 64,
     n_classes: int = 10,
     name: str | None = None,
@@ -25,6 +26,8 @@ def build_mlp(
     `batch_norm` places a `BatchNormalization` layer in every hidden block:
     ``"before"`` the activation (Dense without bias -> BN -> Activation; BN's
     beta replaces the bias) or ``"after"`` it (Dense -> BN). ``None``: no BN.
+    `batch_norm_momentum` is the BN layers' moving-average momentum (Keras's
+    default 0.99 suits long trainings; a few hundred steps want about 0.9).
     """
     if batch_norm not in ("before", "after", None):
         raise ValueError(f"batch_norm must be 'before', 'after' or None, not {batch_norm!r}")
@@ -33,7 +36,7 @@ def build_mlp(
         if batch_norm == "before":
             layers += [
                 keras.layers.Dense(width, use_bias=False, kernel_initializer=kernel_initializer),
-                keras.layers.BatchNormalization(),
+                keras.layers.BatchNormalization(momentum=batch_norm_momentum),
                 keras.layers.Activation(activation),
             ]
         else:
@@ -43,6 +46,6 @@ def build_mlp(
                 )
             )
             if batch_norm == "after":
-                layers.append(keras.layers.BatchNormalization())
+                layers.append(keras.layers.BatchNormalization(momentum=batch_norm_momentum))
     layers.append(keras.layers.Dense(n_classes, activation="softmax"))
     return keras.Sequential(layers, name=name)

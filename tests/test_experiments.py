@@ -76,3 +76,34 @@ def test_final_epoch_summary():
     assert list(summary.index) == ["b", "a"]
     assert summary.loc["b", "mean"] == pytest.approx(0.6)
     assert summary.loc["a", "std"] == 0
+
+
+def test_train_over_seeds_reuses_a_compiled_model(digits):
+    """A compiled, already trained model passed as a config is reset per seed
+    (weights from its initializers, fresh optimizer state), so it gives what
+    a fresh model gives; `learning_rate` overrides its optimizer's rate."""
+    seed_everything(0)
+    model = tiny_mlp()
+    model.compile(optimizer=sgd(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    fit(model, digits, epochs=1, batch_size=64)  # momentum buffers and steps now non-zero
+    runs = train_over_seeds(
+        {"reused": model}, None, digits, seeds=[1], epochs=2, batch_size=64, progress=False
+    )
+    seed_everything(1)
+    fresh = tiny_mlp()
+    fresh.compile(optimizer=sgd(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    alone = fit(fresh, digits, epochs=2, batch_size=64, seed=1, validation_freq=2)
+    np.testing.assert_allclose(runs["loss"], alone["loss"], rtol=1e-5)
+
+    faster = train_over_seeds(
+        {"reused": model}, None, digits, [1], 2, 64, learning_rate=0.2, progress=False
+    )
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.2)
+    assert not np.allclose(faster["loss"], runs["loss"])
+
+
+def test_train_over_seeds_refuses_unusable_configs(digits):
+    with pytest.raises(ValueError, match="compile the model first"):
+        train_over_seeds({"raw": tiny_mlp()}, None, digits, [1], 1, 64, progress=False)
+    with pytest.raises(ValueError, match="pass make_optimizer"):
+        train_over_seeds({"built": tiny_mlp}, None, digits, [1], 1, 64, progress=False)

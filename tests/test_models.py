@@ -35,3 +35,9 @@ def test_initializer_is_used():
 def test_bad_placement_is_refused():
     with pytest.raises(ValueError, match="batch_norm"):
         build_mlp(2, 8, batch_norm="middle")
+
+
+def test_batch_norm_momentum_is_passed_on():
+    model = build_mlp(depth=3, width=4, batch_norm="after", batch_norm_momentum=0.9)
+    momenta = [layer.momentum for layer in model.layers if "batch_norm" in layer.name]
+    assert momenta == [0.9, 0.9, 0.9]
