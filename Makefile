@@ -9,10 +9,12 @@ STAMP  := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help setup course test lint lab clean
+.PHONY: help setup course student test lint lab clean
 
 help:
-	@echo "make course  run every notebook headless; executed copies and a summary go to build/"
+	@echo "make course  run every notebook headless: executed copies, HTML pages, summary.md and"
+	@echo "             index.html go to build/ (ARGS=\"01 -p seed 3\" or ARGS=\"--variants FILE\")"
+	@echo "make student student copies without solutions go to build/student/"
 	@echo "make test    lint, unit tests, papermill tests and nbval on every notebook"
 	@echo "make lab     open JupyterLab on notebooks/ with the course's environment"
 	@echo "make clean   remove build/ (keeps the virtual environment)"
@@ -27,6 +29,9 @@ $(STAMP): pyproject.toml
 
 course: $(STAMP)
 	$(BIN)/python -m helpers run --output-dir build $(ARGS)
+
+student: $(STAMP)
+	$(BIN)/python -m helpers student --output-dir build/student $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check helpers tests notebooks

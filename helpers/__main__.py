@@ -1,4 +1,5 @@
-"""`python -m helpers run ...`: the course runner (see helpers.runner)."""
+"""`python -m helpers run ...` (the course runner) and `python -m helpers
+student ...` (student copies): see helpers.runner and helpers.workshop."""
 
 import sys
 

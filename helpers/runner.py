@@ -1,18 +1,22 @@
 """The course runner: execute notebooks headless with papermill, count their
-claims and summarize.
+claims and summarize, as Markdown (summary.md) and as a static HTML index of
+the rendered notebooks (index.html).
 
     python -m helpers run                      # every notebook
     python -m helpers run 01 -p seed 3         # notebooks whose name starts with 01
     python -m helpers run --output-dir build   # where executed copies go
+    python -m helpers run --variants sets.yml  # each named set into build/variants/NAME/
+    python -m helpers student                  # student copies into build/student/
 
 A parameter is passed to each notebook that declares it; one that no selected
 notebook declares is refused before anything runs. The exit status is non-zero
-when a notebook errors or one of its claims fails.
+when a notebook errors or one of its claims fails, and 2 for bad input.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -20,11 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+import yaml
 
+from helpers import workshop
 from helpers.claims import count_claims
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = ROOT / "notebooks"
+VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class RunnerError(ValueError):
@@ -42,6 +49,13 @@ class NotebookResult:
     @property
     def ok(self) -> bool:
         return self.error is None and self.failed == 0
+
+    @property
+    def status(self) -> str:
+        """``ok``, ``claim failed`` or ``error: <the error>``."""
+        if self.error:
+            return f"error: {self.error}"
+        return "claim failed" if self.failed else "ok"
 
 
 def course_notebooks(directory: Path | None = None) -> list[Path]:
@@ -64,6 +78,8 @@ def select_notebooks(names: Sequence[str], directory: Path | None = None) -> lis
             problem = "matches no notebook" if not matches else "is ambiguous"
             raise RunnerError(f"notebook {name!r} {problem}; known: {known}")
         chosen.append(matches[0])
+    if not chosen:
+        raise RunnerError(f"no notebooks found in {directory or NOTEBOOKS_DIR}")
     return chosen
 
 
@@ -82,6 +98,78 @@ def declared_parameters(path: Path) -> dict:
     import papermill
 
     return papermill.inspect_notebook(str(path))
+
+
+def refuse_undeclared(parameters: dict, declared: dict[Path, dict], where: str = "") -> None:
+    """Raise a RunnerError naming the parameters that none of the notebooks
+    (`declared`: each notebook's declared parameters) declares."""
+    unknown = set(parameters) - set().union(*declared.values())
+    if unknown:
+        raise RunnerError(
+            f"parameter(s) {', '.join(sorted(unknown))}{where} declared by none of "
+            f"{', '.join(p.stem for p in declared)}"
+        )
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key written twice in one mapping
+    (plain safe_load keeps the last one and would silently drop a set)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                if key.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        problem=f"{key.value!r} is given twice", problem_mark=key.start_mark
+                    )
+                seen.add(key.value)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_variants(path: Path) -> dict[str, dict]:
+    """Named parameter sets from a YAML file, checked: a mapping of set names
+    (letters, digits, ``-``, ``_``, ``.``) to mappings of parameter names to
+    numbers, strings or booleans, e.g.::
+
+        group-a: {seed: 1, depth: 10}
+        group-b: {seed: 2, depth: 30}
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise RunnerError(f"cannot read variants file {path}: {error.strerror}") from None
+    try:
+        variants = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(error, "problem", None) or error
+        raise RunnerError(f"variants file {path} is not valid YAML: {problem}{where}") from None
+    example = "e.g. 'group-a: {seed: 1, depth: 10}', one line per set"
+    if not isinstance(variants, dict) or not variants:
+        raise RunnerError(
+            f"variants file {path} must map set names to parameters ({example}); "
+            f"it holds {'nothing' if variants is None else repr(variants)}"
+        )
+    for name, parameters in variants.items():
+        if not isinstance(name, str) or not VARIANT_NAME.fullmatch(name):
+            raise RunnerError(
+                f"set name {name!r} in {path}: use text of letters, digits, '-', '_' and '.', "
+                "starting with a letter or digit (quote a number: '1')"
+            )
+        if not isinstance(parameters, dict):
+            raise RunnerError(
+                f"set {name!r} in {path} must be a mapping of parameter names to values "
+                f"({example}; {{}} for the defaults); it is {parameters!r}"
+            )
+        for key, value in parameters.items():
+            if not isinstance(value, (str, int, float)):
+                raise RunnerError(
+                    f"set {name!r} in {path}: parameter {key!r} is {value!r}; "
+                    "a value must be a number, a string or true/false"
+                )
+    return variants
 
 
 def claims_in(notebook: nbformat.NotebookNode) -> tuple[int, int]:
@@ -126,8 +214,7 @@ def summary_table(results: Sequence[NotebookResult]) -> str:
         "|---|---:|---:|---:|---|",
     ]
     for r in results:
-        status = "ok" if r.ok else (f"error: {r.error}" if r.error else "claim failed")
-        lines.append(f"| {r.name} | {r.seconds:.0f} | {r.held} | {r.failed} | {status} |")
+        lines.append(f"| {r.name} | {r.seconds:.0f} | {r.held} | {r.failed} | {r.status} |")
     return "\n".join(lines)
 
 
@@ -137,25 +224,51 @@ def run_course(
     output_dir: Path,
     directory: Path | None = None,
 ) -> list[NotebookResult]:
-    """Check the request, then run the selected notebooks one after another,
-    printing progress, and write `summary.md` into `output_dir`."""
+    """Check the request, then run the selected notebooks one after another
+    into `output_dir`, printing progress; summarize there in `summary.md` and
+    in `index.html`, which links each notebook's rendered HTML page."""
     notebooks = select_notebooks(names, directory)
-    if not notebooks:
-        raise RunnerError(f"no notebooks found in {directory or NOTEBOOKS_DIR}")
     declared = {path: declared_parameters(path) for path in notebooks}
-    unknown = set(parameters) - set().union(*declared.values())
-    if unknown:
-        raise RunnerError(
-            f"parameter(s) {', '.join(sorted(unknown))} declared by none of "
-            f"{', '.join(p.stem for p in notebooks)}"
-        )
+    refuse_undeclared(parameters, declared)
+    return run_and_summarize(declared, parameters, output_dir, "Course run")
+
+
+def run_variants(
+    names: Sequence[str],
+    variants: dict[str, dict],
+    output_dir: Path,
+    directory: Path | None = None,
+) -> dict[str, list[NotebookResult]]:
+    """Check every named parameter set, then run the selected notebooks with
+    each set into ``output_dir/variants/<name>/``, summarized as by
+    `run_course`."""
+    notebooks = select_notebooks(names, directory)
+    declared = {path: declared_parameters(path) for path in notebooks}
+    for name, parameters in variants.items():
+        refuse_undeclared(parameters, declared, f" (set {name!r})")
+    results = {}
+    for name, parameters in variants.items():
+        print(f"== {name}", flush=True)
+        folder = output_dir / "variants" / name
+        results[name] = run_and_summarize(declared, parameters, folder, f"Variant {name}")
+    return results
+
+
+def run_and_summarize(
+    declared: dict[Path, dict], parameters: dict, output_dir: Path, title: str
+) -> list[NotebookResult]:
+    """Run each notebook of `declared` (notebook -> its declared parameters)
+    with the parameters it declares, render it to HTML, and write
+    `summary.md` and `index.html` into `output_dir`."""
     output_dir.mkdir(parents=True, exist_ok=True)
     results = []
-    for index, path in enumerate(notebooks, 1):
-        own = {k: v for k, v in parameters.items() if k in declared[path]}
+    for index, (path, own_names) in enumerate(declared.items(), 1):
+        own = {k: v for k, v in parameters.items() if k in own_names}
         shown = " ".join(f"{k}={v}" for k, v in own.items())
-        print(f"[{index}/{len(notebooks)}] {path.stem} {shown}".rstrip(), flush=True)
+        print(f"[{index}/{len(declared)}] {path.stem} {shown}".rstrip(), flush=True)
         result = run_notebook(path, output_dir, own)
+        if (output_dir / path.name).exists():
+            workshop.render_html(output_dir / path.name)
         mark = "ok" if result.ok else "FAILED"
         print(
             f"      {mark} in {result.seconds:.0f} s, claims held {result.held},"
@@ -163,13 +276,19 @@ def run_course(
             flush=True,
         )
         results.append(result)
+    given = ", ".join(f"{k}={v}" for k, v in parameters.items())
+    subtitle = f"Parameters: {given}" if given else "Default parameters"
     table = summary_table(results)
-    (output_dir / "summary.md").write_text("# Course run\n\n" + table + "\n", encoding="utf-8")
-    print("\n" + table + f"\n\nExecuted notebooks and summary.md are in {output_dir}/")
+    summary = f"# {title}\n\n{subtitle}\n\n{table}\n"
+    (output_dir / "summary.md").write_text(summary, encoding="utf-8")
+    index = workshop.index_html(results, output_dir, title, subtitle)
+    (output_dir / "index.html").write_text(index, encoding="utf-8")
+    print(f"\n{table}\n\nExecuted notebooks, HTML pages, summary.md and index.html: {output_dir}/")
     return results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line: ``run`` and ``student`` (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="execute notebooks with papermill")
@@ -183,11 +302,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar=("NAME", "VALUE"),
         help="a parameter for every notebook that declares it (repeatable)",
     )
+    run.add_argument(
+        "--variants",
+        type=Path,
+        metavar="FILE",
+        help="YAML file of named parameter sets; each set runs into OUTPUT_DIR/variants/NAME/",
+    )
     run.add_argument("--output-dir", type=Path, default=ROOT / "build")
+    student = commands.add_parser("student", help="write student copies without solutions")
+    student.add_argument("notebooks", nargs="*", help="names or prefixes (default: all)")
+    student.add_argument("--output-dir", type=Path, default=ROOT / "build" / "student")
     args = parser.parse_args(argv)
-    parameters = {name: parse_value(value) for name, value in args.parameter}
     try:
-        results = run_course(args.notebooks, parameters, args.output_dir)
+        if args.command == "student":
+            notebooks = select_notebooks(args.notebooks)
+            for path in workshop.write_student_copies(notebooks, args.output_dir):
+                print(path)
+            return 0
+        parameters = {name: parse_value(value) for name, value in args.parameter}
+        if args.variants:
+            variants = load_variants(args.variants)
+            sets = {name: {**parameters, **own} for name, own in variants.items()}
+            runs = run_variants(args.notebooks, sets, args.output_dir).values()
+            results = [result for run_results in runs for result in run_results]
+        else:
+            results = run_course(args.notebooks, parameters, args.output_dir)
     except RunnerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,199 @@
+"""Student copies and the HTML build: unit tests on small notebooks, and the
+exercise convention checked on every course notebook."""
+
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from helpers import workshop
+from helpers.runner import NotebookResult
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+ids = [path.stem for path in NOTEBOOKS]
+
+
+def solution(source, *outputs):
+    cell = new_code_cell(source, outputs=list(outputs), execution_count=7)
+    cell.metadata["tags"] = ["solution"]
+    return cell
+
+
+def printed(text):
+    return new_output("stream", name="stdout", text=text)
+
+
+def notebook(*cells):
+    nb = new_notebook(cells=list(cells))
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    return nb
+
+
+@pytest.fixture
+def course_notebook():
+    """Two exercises, one stated as a heading and one in bold, the second with
+    a hint between its statement and its two solution cells."""
+    return notebook(
+        new_markdown_cell("# Title"),
+        new_code_cell("x = 2", outputs=[printed("kept output\n")], execution_count=1),
+        new_markdown_cell("## Exercises\n\n### Exercise 1\n\nSquare x."),
+        solution("print(x * x)", printed("4\n")),
+        new_markdown_cell("**Exercise 2.** Cube x."),
+        new_markdown_cell("Hint: use `**`."),
+        solution("cube = x**3"),
+        solution("print(cube)", printed("8\n")),
+        new_markdown_cell("## Takeaways"),
+        new_code_cell("print('after')", outputs=[printed("after\n")], execution_count=9),
+    )
+
+
+def test_exercises_and_their_solution_cells(course_notebook):
+    found = workshop.exercises(course_notebook)
+    assert [(e.label, e.cell, e.solution_cells) for e in found] == [
+        ("Exercise 1", 2, [3]),
+        ("Exercise 2", 4, [6, 7]),
+    ]
+    assert workshop.exercise_problems(course_notebook) == []
+
+
+def test_exercise_problems_are_named():
+    missing = notebook(
+        new_markdown_cell("**Exercise 1.** Do it."),
+        new_markdown_cell("## Takeaways"),
+        solution("print('orphan')"),
+    )
+    assert workshop.exercise_problems(missing) == [
+        "Exercise 1 (cell 0) has no cell tagged 'solution' after it",
+        "solution cell 2 follows no exercise",
+    ]
+    assert "no exercise" in workshop.exercise_problems(notebook(new_markdown_cell("# Title")))[0]
+
+
+def test_student_copy_replaces_solutions_and_keeps_the_rest(course_notebook):
+    original = nbformat.from_dict(course_notebook)
+    student = workshop.student_copy(course_notebook)
+    nbformat.validate(student)
+    assert course_notebook == original, "the instructor notebook must not change"
+    pairs = zip(course_notebook.cells, student.cells, strict=True)
+    for index, (before, after) in enumerate(pairs):
+        if index in (3, 6, 7):
+            assert after.source.startswith("# Exercise ") and after.source.endswith("here")
+            assert (after.outputs, after.execution_count) == ([], None)
+            assert after.metadata.tags == ["exercise"]
+        else:
+            assert after == before
+    assert student.cells[6].source == "# Exercise 2: your code here"
+
+
+def test_markdown_solution_becomes_a_markdown_placeholder():
+    answer = new_markdown_cell("Because the variance doubles.")
+    answer.metadata["tags"] = ["solution"]
+    student = workshop.student_copy(notebook(new_markdown_cell("**Exercise 4.** Why?"), answer))
+    nbformat.validate(student)
+    assert student.cells[1].cell_type == "markdown"
+    assert "doubles" not in student.cells[1].source and "Exercise 4" in student.cells[1].source
+
+
+def test_write_student_copies_leaves_the_notebook_unchanged(course_notebook, tmp_path):
+    path = tmp_path / "01_demo.ipynb"
+    nbformat.write(course_notebook, path)
+    before = path.read_bytes()
+    (written,) = workshop.write_student_copies([path], tmp_path / "student")
+    assert written == tmp_path / "student" / "01_demo.ipynb"
+    assert path.read_bytes() == before
+    student = nbformat.read(written, as_version=4)
+    nbformat.validate(student)
+    text = written.read_text()
+    assert "print(x * x)" not in text and '"4\\n"' not in text
+    assert "kept output" in text
+
+
+class _Page(HTMLParser):
+    """Collects the links and the table rows (cell texts) of a page."""
+
+    def __init__(self, page):
+        super().__init__()
+        self.links, self.rows = [], []
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self.links.append(dict(attrs)["href"])
+        elif tag == "tr":
+            self.rows.append([])
+
+    def handle_data(self, data):
+        if self.rows and data.strip():
+            self.rows[-1].append(data.strip())
+
+
+def test_index_lists_in_order_escapes_and_links_existing_pages(tmp_path):
+    (tmp_path / "01_a&b.html").write_text("page")
+    results = [
+        NotebookResult("01_a&b", 12.4, held=3, failed=0),
+        NotebookResult("02_<x>", 7.6, held=1, failed=1),
+        NotebookResult("03_c", 1.0, held=0, failed=0, error="ValueError: <bad>"),
+    ]
+    page = workshop.index_html(results, tmp_path, "Run <1>", "Parameters: seed=3")
+    assert "<x>" not in page and "<bad>" not in page and "Run <1>" not in page
+    parsed = _Page(page)
+    assert parsed.links == ["01_a%26b.html"], "only the page that exists is linked"
+    assert parsed.rows[1:] == [
+        ["01_a&b", "12", "3", "0", "ok"],
+        ["02_<x>", "8", "1", "1", "claim failed"],
+        ["03_c", "1", "0", "0", "error: ValueError: <bad>"],
+    ]
+    assert "Parameters: seed=3" in page
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_html_page_embeds_the_stored_plots_and_claims(path, tmp_path):
+    copy = Path(shutil.copy(path, tmp_path))
+    page = workshop.render_html(copy).read_text(encoding="utf-8")
+    stored = nbformat.read(path, as_version=4)
+    outputs = [o for c in stored.cells for o in c.get("outputs", [])]
+    images = sum("image/png" in o.get("data", {}) for o in outputs)
+    assert len(re.findall(r'<img [^>]*src="data:image/png;base64,', page)) == images
+    claims = [
+        line
+        for o in outputs
+        if o.get("name") == "stdout"
+        for line in o.text.splitlines()
+        if line.startswith(("✔", "✘"))
+    ]
+    assert claims, "a course notebook stores its claim lines"
+    assert all(line.split(" ", 1)[1][:40] in page for line in claims)
+
+
+# The convention, on every course notebook (new ones included as they appear).
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_every_exercise_has_a_solution(path):
+    assert workshop.exercise_problems(nbformat.read(path, as_version=4)) == []
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_student_copy_has_no_solution_code_or_output(path, tmp_path):
+    instructor = nbformat.read(path, as_version=4)
+    (written,) = workshop.write_student_copies([path], tmp_path)
+    student = nbformat.read(written, as_version=4)
+    nbformat.validate(student)
+    solution_outputs = []
+    for before, after in zip(instructor.cells, student.cells, strict=True):
+        if workshop.is_solution(before):
+            solution_outputs += before.get("outputs", [])
+            assert not workshop.is_solution(after)
+            assert after.source != before.source
+            assert all(line.startswith(("#", "*")) for line in after.source.splitlines())
+            assert not after.get("outputs")
+        else:
+            assert after == before, "a cell that is not a solution is kept as it is"
+    kept_outputs = [o for cell in student.cells for o in cell.get("outputs", [])]
+    assert not [o for o in solution_outputs if o in kept_outputs]
