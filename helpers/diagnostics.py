@@ -7,6 +7,8 @@ nonlinearity is seen with its input (the pre-activation ``z``) and output.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import keras
 import numpy as np
 import pandas as pd
@@ -28,6 +30,18 @@ def _dense_layers(model: keras.Model) -> list[keras.layers.Dense]:
     return [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
 
 
+@contextmanager
+def _state_kept(model: keras.Model):
+    """Restore `model`'s non-trainable variables (BatchNormalization's moving
+    averages) on exit: a measurement in training mode must not change them."""
+    saved = [v.numpy() for v in model.non_trainable_variables]
+    try:
+        yield
+    finally:
+        for variable, value in zip(model.non_trainable_variables, saved, strict=True):
+            variable.assign(value)
+
+
 def layer_gradient_norms(
     model: keras.Model,
     x,
@@ -39,12 +53,13 @@ def layer_gradient_norms(
 
     One value per Dense layer, from the input side to the output, indexed
     ``1..n``. The loss is `loss_fn` (default: sparse categorical
-    cross-entropy) averaged over the batch ``(x, y)``.
+    cross-entropy) averaged over the batch ``(x, y)``. `training` selects the
+    mode (BatchNormalization: batch statistics); the model is left unchanged.
     """
     loss_fn = loss_fn or keras.losses.SparseCategoricalCrossentropy()
     dense = _dense_layers(model)
     kernels = [layer.kernel for layer in dense]
-    with tf.GradientTape() as tape:
+    with _state_kept(model), tf.GradientTape() as tape:
         loss = loss_fn(y, model(x, training=training))
     grads = tape.gradient(loss, kernels)
     norms = [float(tf.norm(g)) if g is not None else 0.0 for g in grads]
@@ -99,12 +114,14 @@ def backprop_gradient_norms(
     return pd.Series(norms, index=pd.RangeIndex(1, len(norms) + 1, name="layer"))
 
 
-def hidden_activations(model: keras.Sequential, x) -> list[dict]:
-    """Run `x` through `model` (inference mode) and return, for every hidden
-    elementwise nonlinearity, its pre-activation ``z``, output ``a`` and slope
-    ``da/dz`` as NumPy arrays, with the layer's name."""
-    with tf.GradientTape(persistent=True) as tape:
-        _, hidden = _forward(model, x, tape)
+def hidden_activations(model: keras.Sequential, x, training: bool = False) -> list[dict]:
+    """Run `x` through `model` and return, for every hidden elementwise
+    nonlinearity, its pre-activation ``z``, output ``a`` and slope ``da/dz`` as
+    NumPy arrays, with the layer's name. Inference mode unless `training`
+    (BatchNormalization then normalizes with the statistics of `x`, as during
+    training); the model is left unchanged."""
+    with _state_kept(model), tf.GradientTape(persistent=True) as tape:
+        _, hidden = _forward(model, x, tape, training=training)
         totals = [tf.reduce_sum(a) for _, _, a in hidden]
     records = []
     for (name, z, a), total in zip(hidden, totals, strict=True):
@@ -114,8 +131,9 @@ def hidden_activations(model: keras.Sequential, x) -> list[dict]:
     return records
 
 
-def activation_stats(model: keras.Sequential, x) -> pd.DataFrame:
-    """Statistics of every hidden layer's activations on the batch `x`.
+def activation_stats(model: keras.Sequential, x, training: bool = False) -> pd.DataFrame:
+    """Statistics of every hidden layer's activations on the batch `x`
+    (inference mode unless `training`, as in `hidden_activations`).
 
     Columns: ``mean`` and ``std`` of the outputs, ``saturated`` (fraction of
     units whose slope is below `SATURATION_SLOPE`), and the 15th/50th/85th
@@ -123,7 +141,7 @@ def activation_stats(model: keras.Sequential, x) -> pd.DataFrame:
     Ioffe & Szegedy (2015). Rows are indexed ``1..n`` from the input side.
     """
     rows = []
-    for record in hidden_activations(model, x):
+    for record in hidden_activations(model, x, training=training):
         z15, z50, z85 = np.percentile(record["z"], PERCENTILES)
         rows.append(
             {
@@ -148,7 +166,9 @@ class DiagnosticsRecorder(keras.callbacks.Callback):
     Records once before training and then every `every_n_batches` batches
     (or at the end of every epoch when `every_n_batches` is None). Set
     `record_activations=False` to record gradient norms only (faster).
-    Afterwards, `gradient_norms` and `activations` are DataFrames with one
+    Both are measured in training mode (BatchNormalization normalizes with the
+    probe's own statistics, as it does during training), leaving the model
+    unchanged. Afterwards, `gradient_norms` and `activations` are DataFrames with one
     row per recording and a ``step`` column (optimizer steps so far).
     """
 
@@ -176,7 +196,7 @@ class DiagnosticsRecorder(keras.callbacks.Callback):
         norms = layer_gradient_norms(self.model, self.x_probe, self.y_probe, self.loss_fn)
         self._grad_rows.append(norms.rename(step))
         if self.record_activations:
-            stats = activation_stats(self.model, self.x_probe)
+            stats = activation_stats(self.model, self.x_probe, training=True)
             self._act_frames.append(stats.reset_index().assign(step=step))
 
     def on_train_begin(self, logs=None):

@@ -7,6 +7,7 @@ from helpers.diagnostics import (
     DiagnosticsRecorder,
     activation_stats,
     backprop_gradient_norms,
+    hidden_activations,
     layer_gradient_norms,
 )
 from helpers.seeding import seed_everything
@@ -127,3 +128,29 @@ def test_recorder_every_n_batches_counts_optimizer_steps():
     recorder = DiagnosticsRecorder(x[:4], np.zeros(4, dtype=int), every_n_batches=4)
     model.fit(x, np.zeros(40, dtype=int), epochs=1, batch_size=4, verbose=0, callbacks=[recorder])
     assert list(recorder.gradient_norms.index) == [0, 4, 8]
+
+
+def test_training_mode_uses_batch_statistics_and_leaves_the_model_unchanged():
+    seed_everything(0)
+    model = keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras.layers.Dense(4, use_bias=False),
+            keras.layers.BatchNormalization(),
+            keras.layers.Activation("tanh"),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
+    x = 5 + 3 * np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+    y = np.zeros(64, dtype=int)
+    before = [v.numpy() for v in model.non_trainable_variables]
+    # Batch statistics: every unit's pre-activation has mean 0 and std 1 on x.
+    (batch,) = hidden_activations(model, x, training=True)
+    np.testing.assert_allclose(batch["z"].mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(batch["z"].std(axis=0), 1, atol=1e-2)
+    # Inference: the initial moving averages (0 and 1) leave the shift in place.
+    (moving,) = hidden_activations(model, x)
+    assert np.abs(moving["z"].mean(axis=0)).max() > 1
+    layer_gradient_norms(model, x, y, training=True)
+    for saved, variable in zip(before, model.non_trainable_variables, strict=True):
+        np.testing.assert_array_equal(saved, variable.numpy())
