@@ -103,11 +103,12 @@ def declared_parameters(path: Path) -> dict:
 def refuse_undeclared(parameters: dict, declared: dict[Path, dict], where: str = "") -> None:
     """Raise a RunnerError naming the parameters that none of the notebooks
     (`declared`: each notebook's declared parameters) declares."""
-    unknown = set(parameters) - set().union(*declared.values())
+    known = set().union(*declared.values())
+    unknown = set(parameters) - known
     if unknown:
         raise RunnerError(
             f"parameter(s) {', '.join(sorted(unknown))}{where} declared by none of "
-            f"{', '.join(p.stem for p in declared)}"
+            f"{', '.join(p.stem for p in declared)}; declared: {', '.join(sorted(known))}"
         )
 
 
@@ -314,20 +315,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     student.add_argument("--output-dir", type=Path, default=ROOT / "build" / "student")
     args = parser.parse_args(argv)
     try:
-        if args.command == "student":
-            notebooks = select_notebooks(args.notebooks)
-            for path in workshop.write_student_copies(notebooks, args.output_dir):
-                print(path)
-            return 0
-        parameters = {name: parse_value(value) for name, value in args.parameter}
-        if args.variants:
-            variants = load_variants(args.variants)
-            sets = {name: {**parameters, **own} for name, own in variants.items()}
-            runs = run_variants(args.notebooks, sets, args.output_dir).values()
-            results = [result for run_results in runs for result in run_results]
-        else:
-            results = run_course(args.notebooks, parameters, args.output_dir)
+        return student_command(args) if args.command == "student" else run_command(args)
     except RunnerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """``run``: the course, or each named set of `args.variants`, with the
+    ``-p`` parameters (a set's own values win); 1 if anything failed."""
+    parameters = {name: parse_value(value) for name, value in args.parameter}
+    if args.variants:
+        variants = load_variants(args.variants)
+        sets = {name: {**parameters, **own} for name, own in variants.items()}
+        runs = run_variants(args.notebooks, sets, args.output_dir).values()
+        results = [result for run_results in runs for result in run_results]
+    else:
+        results = run_course(args.notebooks, parameters, args.output_dir)
     return 0 if all(r.ok for r in results) else 1
+
+
+def student_command(args: argparse.Namespace) -> int:
+    """``student``: write the selected notebooks' student copies."""
+    notebooks = select_notebooks(args.notebooks)
+    for path in workshop.write_student_copies(notebooks, args.output_dir):
+        print(path)
+    return 0
