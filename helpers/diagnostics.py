@@ -69,8 +69,8 @@ def layer_gradient_norms(
 def _forward(model: keras.Sequential, x, tape: tf.GradientTape | None = None, training=False):
     """Run `x` through a Sequential model layer by layer, exposing every hidden
     elementwise nonlinearity. Returns the output and a list of
-    ``(layer name, z, a)``: the pre-activation ``z`` (watched by `tape` when
-    given) and the activation ``a``."""
+    ``(layer name, z, a, activation)``: the pre-activation ``z`` (watched by
+    `tape` when given), the activation ``a`` and the activation function."""
     out = tf.convert_to_tensor(x)
     hidden = []
     last = model.layers[-1]
@@ -89,7 +89,7 @@ def _forward(model: keras.Sequential, x, tape: tf.GradientTape | None = None, tr
             if tape is not None:
                 tape.watch(z)
             out = activation(z)
-            hidden.append((layer.name, z, out))
+            hidden.append((layer.name, z, out, activation))
         else:
             out = activation(z)
     return out, hidden
@@ -109,7 +109,7 @@ def backprop_gradient_norms(
     with tf.GradientTape() as tape:
         output, hidden = _forward(model, x, tape)
         loss = loss_fn(y, output)
-    grads = tape.gradient(loss, [z for _, z, _ in hidden])
+    grads = tape.gradient(loss, [z for _, z, _, _ in hidden])
     norms = [float(tf.norm(g)) if g is not None else 0.0 for g in grads]
     return pd.Series(norms, index=pd.RangeIndex(1, len(norms) + 1, name="layer"))
 
@@ -120,15 +120,23 @@ def hidden_activations(model: keras.Sequential, x, training: bool = False) -> li
     NumPy arrays, with the layer's name. Inference mode unless `training`
     (BatchNormalization then normalizes with the statistics of `x`, as during
     training); the model is left unchanged."""
-    with _state_kept(model), tf.GradientTape(persistent=True) as tape:
-        _, hidden = _forward(model, x, tape, training=training)
-        totals = [tf.reduce_sum(a) for _, _, a in hidden]
-    records = []
-    for (name, z, a), total in zip(hidden, totals, strict=True):
-        slope = tape.gradient(total, z)  # elementwise activation: d(sum a)/dz = da/dz
-        records.append({"layer": name, "z": z.numpy(), "a": a.numpy(), "slope": slope.numpy()})
-    del tape
-    return records
+    with _state_kept(model):
+        _, hidden = _forward(model, x, training=training)
+    if not hidden:
+        return []
+    # Each activation applied again to a copy of its own input: one gradient
+    # call then gives every layer's slope (d(sum a)/dz = da/dz, elementwise).
+    inputs = [tf.identity(z) for _, z, _, _ in hidden]
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        total = tf.add_n(
+            [tf.reduce_sum(f(z)) for z, (_, _, _, f) in zip(inputs, hidden, strict=True)]
+        )
+    slopes = tape.gradient(total, inputs)
+    return [
+        {"layer": name, "z": z.numpy(), "a": a.numpy(), "slope": slope.numpy()}
+        for (name, z, a, _), slope in zip(hidden, slopes, strict=True)
+    ]
 
 
 def activation_stats(model: keras.Sequential, x, training: bool = False) -> pd.DataFrame:
