@@ -164,3 +164,38 @@ def plot_over_seeds(
         ax.set_title(title)
     ax.legend(loc="best")
     return ax
+
+
+def plot_percentiles_over_steps(
+    activations: pd.DataFrame,
+    layer: int,
+    title: str | None = None,
+    ax: plt.Axes | None = None,
+) -> plt.Axes:
+    """The 15th, 50th and 85th percentiles of one layer's pre-activations
+    against the optimizer step, as in Ioffe & Szegedy (2015, figure 1):
+    a drifting or widening band is a layer whose input distribution moves
+    while the layers below it learn.
+
+    `activations` is `DiagnosticsRecorder.activations` (long format with
+    ``step``, ``layer``, ``z15``, ``z50``, ``z85``); `layer` counts from 1
+    at the input.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4))
+    rows = activations[activations["layer"] == layer].sort_values("step")
+    if rows.empty:
+        raise ValueError(f"no recordings for layer {layer}")
+    ax.fill_between(rows["step"], rows["z15"], rows["z85"], alpha=0.2, color="tab:blue")
+    for column, style, label in [
+        ("z85", "--", "85th percentile"),
+        ("z50", "-", "median"),
+        ("z15", ":", "15th percentile"),
+    ]:
+        ax.plot(rows["step"], rows[column], style, color="tab:blue", label=label)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel(f"pre-activation z, layer {layer}")
+    if title:
+        ax.set_title(title)
+    ax.legend(loc="best")
+    return ax

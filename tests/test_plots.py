@@ -5,6 +5,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
 
 from helpers import plots  # noqa: E402
 
@@ -56,3 +57,22 @@ def test_over_seeds_shows_every_seed():
     ax = plots.plot_over_seeds(summary, runs)
     assert sum(len(c.get_offsets()) for c in ax.collections) == 4
     assert ax.get_ylabel() == "validation accuracy"
+
+
+def test_percentiles_over_steps_draws_one_layer_in_step_order():
+    recorded = pd.DataFrame(
+        {
+            "step": [10, 10, 0, 0],
+            "layer": [2, 1, 2, 1],
+            "z15": [-3.0, 0.0, -1.0, 0.0],
+            "z50": [1.0, 0.0, 0.0, 0.0],
+            "z85": [4.0, 0.0, 1.0, 0.0],
+        }
+    )
+    ax = plots.plot_percentiles_over_steps(recorded, layer=2)
+    median = next(line for line in ax.lines if line.get_label() == "median")
+    assert list(median.get_xdata()) == [0, 10]
+    assert list(median.get_ydata()) == [0.0, 1.0]
+    assert ax.get_xlabel() == "optimizer step" and "layer 2" in ax.get_ylabel()
+    with pytest.raises(ValueError, match="layer 7"):
+        plots.plot_percentiles_over_steps(recorded, layer=7)
