@@ -146,7 +146,11 @@ def activation_stats(model: keras.Sequential, x, training: bool = False) -> pd.D
     Columns: ``mean`` and ``std`` of the outputs, ``saturated`` (fraction of
     units whose slope is below `SATURATION_SLOPE`), and the 15th/50th/85th
     percentiles of the pre-activations (``z15``, ``z50``, ``z85``), as in
-    Ioffe & Szegedy (2015). Rows are indexed ``1..n`` from the input side.
+    Ioffe & Szegedy (2015), pooled over units and examples, and
+    ``z_spread``: how much the examples differ as this layer sees them (the
+    standard deviation of each unit's ``z`` across the batch, averaged over
+    units; near 0 when every example gives the same input). Rows are indexed
+    ``1..n`` from the input side.
     """
     rows = []
     for record in hidden_activations(model, x, training=training):
@@ -160,6 +164,7 @@ def activation_stats(model: keras.Sequential, x, training: bool = False) -> pd.D
                 "z15": z15,
                 "z50": z50,
                 "z85": z85,
+                "z_spread": float(record["z"].std(axis=0).mean()),
             }
         )
     frame = pd.DataFrame(rows)

@@ -78,6 +78,7 @@ def test_activation_stats_match_hand_computation(tiny):
     assert row["std"] == pytest.approx(a1.std(), rel=1e-5)
     assert row["saturated"] == pytest.approx((slope < SATURATION_SLOPE).mean())
     assert row["z50"] == pytest.approx(np.median(z1), rel=1e-5)
+    assert row["z_spread"] == pytest.approx(z1.std(axis=0).mean(), rel=1e-5)
 
 
 def test_relu_units_below_zero_count_as_saturated():
