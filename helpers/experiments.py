@@ -5,7 +5,8 @@ matter: feed Keras a cached, pre-batched `tf.data.Dataset` instead of NumPy
 arrays, and trace each training function once. `train_over_seeds` uses
 one compiled model per configuration and, for every seed, loads the weights a
 freshly built model would have under that seed (and resets the optimizer), so
-the comparison is exactly that of fresh models without retracing each time.
+the comparison is exactly that of fresh models without compiling each time
+(see `helpers.seeding.seed_new_weights`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pandas as pd
 import tensorflow as tf
 
 from helpers.data import Split
-from helpers.seeding import seed_everything
+from helpers.seeding import seed_new_weights
 
 
 def make_dataset(x, y, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
@@ -110,7 +111,7 @@ def train_over_seeds(
             model, build = None, config
         initial_optimizer_state = None
         for seed in seeds:
-            seed_everything(seed)
+            seed_new_weights(seed)  # not TF's global seed: keeps the compiled functions
             fresh = build()
             if model is None:
                 model = fresh

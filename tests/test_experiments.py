@@ -5,7 +5,7 @@ import pytest
 from helpers.data import load_digits_split
 from helpers.experiments import final_epoch_summary, fit, make_dataset, train_over_seeds
 from helpers.models import build_mlp
-from helpers.seeding import seed_everything
+from helpers.seeding import seed_everything, seed_new_weights
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_train_over_seeds_equals_fresh_models(digits):
     assert len(runs) == 2 * 3
     assert list(runs.columns[:3]) == ["config", "seed", "epoch"]
     for seed in (1, 2):
-        seed_everything(seed)
+        seed_new_weights(seed)
         fresh = tiny_mlp()
         fresh.compile(
             optimizer=sgd(),
@@ -89,7 +89,7 @@ def test_train_over_seeds_reuses_a_compiled_model(digits):
     runs = train_over_seeds(
         {"reused": model}, None, digits, seeds=[1], epochs=2, batch_size=64, progress=False
     )
-    seed_everything(1)
+    seed_new_weights(1)
     fresh = tiny_mlp()
     fresh.compile(optimizer=sgd(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     alone = fit(fresh, digits, epochs=2, batch_size=64, seed=1, validation_freq=2)

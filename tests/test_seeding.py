@@ -3,7 +3,7 @@ import random
 import keras
 import numpy as np
 
-from helpers.seeding import seed_everything
+from helpers.seeding import seed_everything, seed_new_weights
 
 
 def draw():
@@ -26,3 +26,28 @@ def test_same_seed_same_initial_weights():
         return model.get_weights()[0]
 
     np.testing.assert_array_equal(weights(), weights())
+
+
+def test_seed_new_weights_gives_the_same_weights_without_reseeding_tensorflow():
+    def weights(seed):
+        seed_new_weights(seed)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        return model.get_weights()[0]
+
+    np.testing.assert_array_equal(weights(5), weights(5))
+    assert not np.allclose(weights(5), weights(6))
+
+
+def test_seed_new_weights_leaves_tensorflow_global_seed_alone():
+    """Setting TF's seed clears TF's kernel caches (every compiled function is
+    instantiated again: seconds per run for a deep model); seed_new_weights
+    must not do it."""
+    import tensorflow as tf
+
+    tf.random.set_seed(123)
+    expected = [float(tf.random.uniform(())) for _ in range(2)]
+    tf.random.set_seed(123)
+    drawn = [float(tf.random.uniform(()))]
+    seed_new_weights(5)
+    drawn.append(float(tf.random.uniform(())))
+    assert drawn == expected
