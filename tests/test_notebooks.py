@@ -25,10 +25,20 @@ QUICK_RERUNS = {
         "activation": "elu",
         "initializer": "he_normal",
     },
+    "02": {
+        "seed": 3,
+        "depth": 4,
+        "width": 16,
+        "epochs": 2,
+        "batch_size": 64,
+        "high_learning_rate": 0.2,
+        "n_seeds": 1,
+    },
 }
 # One bad value per notebook, with what the error must mention.
 BAD_PARAMETERS = {
     "01": ({"depth": "deep"}, ["'depth'", "'deep'", "an integer from 2 to 60"]),
+    "02": ({"batch_size": 1}, ["'batch_size'", "got 1", "an integer from 2 to 1024"]),
 }
 
 ids = [path.stem for path in NOTEBOOKS]
