@@ -11,8 +11,10 @@ initial weights.
 On a CPU these tiny trainings are dominated by per-call overhead, so the
 repeated runs train with one `fit` call over a repeated dataset
 (`fit_passes`), and reuse one compiled model per stage: each run loads the
-weights a fresh model would have and resets the optimizer, which gives what
-a freshly built and compiled model gives, without tracing again.
+weights a fresh model would have (seeded with
+`helpers.seeding.seed_new_weights`, which leaves TensorFlow's compiled
+functions alone) and resets the optimizer, which gives what a freshly built
+and compiled model gives, without tracing again.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from sklearn.model_selection import train_test_split
 
 from helpers.data import Split
 from helpers.pretrained import N_PIXELS, TARGET_CLASSES, accuracy, digit_pixels
-from helpers.seeding import seed_everything
+from helpers.seeding import seed_new_weights
 
 POOL_FRACTION = 0.4  # labelled pool the few-shot examples are drawn from
 VALID_FRACTION = 0.2
@@ -175,7 +177,7 @@ def scratch_runs(
     rows, compiled = [], None
     for seed in seeds:
         data = few_shot(task, n_per_class, seed)
-        seed_everything(seed)
+        seed_new_weights(seed)  # not TF's global seed: keeps the compiled functions
         fresh = build()
         if compiled is None:
             compiled = _Compiled(build(), learning_rate, steps_per_execution)
@@ -213,7 +215,7 @@ def transfer_runs(
     rows, frozen, tuned = [], None, None
     for seed in seeds:
         data = few_shot(task, n_per_class, seed)
-        seed_everything(seed)
+        seed_new_weights(seed)  # not TF's global seed: keeps the compiled functions
         fresh = build_transfer_model(model_a, n_classes)
         if frozen is None:
             first = build_transfer_model(model_a, n_classes)

@@ -34,11 +34,21 @@ QUICK_RERUNS = {
         "high_learning_rate": 0.2,
         "n_seeds": 1,
     },
+    "04": {
+        "seed": 3,
+        "n_per_class": 2,
+        "epochs_frozen": 3,
+        "epochs_finetune": 2,
+        "learning_rate": 0.1,
+        "finetune_learning_rate": 0.01,
+        "n_seeds": 2,
+    },
 }
 # One bad value per notebook, with what the error must mention.
 BAD_PARAMETERS = {
     "01": ({"depth": "deep"}, ["'depth'", "'deep'", "an integer from 2 to 60"]),
     "02": ({"batch_size": 1}, ["'batch_size'", "got 1", "an integer from 2 to 1024"]),
+    "04": ({"n_per_class": 0}, ["'n_per_class'", "got 0", "an integer from 1 to 60"]),
 }
 
 ids = [path.stem for path in NOTEBOOKS]
