@@ -199,3 +199,209 @@ def plot_percentiles_over_steps(
         ax.set_title(title)
     ax.legend(loc="best")
     return ax
+
+
+STEP_LABELS = {
+    "loss": "training loss (per batch)",
+    "grad_norm": "gradient norm (before clipping)",
+    "update_norm": "size of the update ||Δw||",
+}
+
+
+def plot_steps(
+    runs: Mapping[str, pd.DataFrame],
+    columns: Sequence[str] = ("loss", "grad_norm"),
+    spike_factor: float | None = None,
+    hlines: Mapping[str, float] | None = None,
+    title: str | None = None,
+) -> plt.Figure:
+    """Step-by-step records side by side, one panel per column (log scale),
+    one line per run.
+
+    `runs` maps a label to a table from `helpers.diagnostics.record_steps`
+    (indexed by step). A run whose loss became inf or NaN is drawn up to its
+    last finite value, ends with an "x" and is marked "(blew up at step k)"
+    in the legend. With `spike_factor`, gradient-norm steps more than that
+    many times the run's median are marked as spikes. `hlines` draws labelled
+    horizontal lines on the gradient-norm panel (e.g. a clipping threshold).
+    """
+    fig, axes = plt.subplots(1, len(columns), figsize=(5.8 * len(columns), 4), squeeze=False)
+    spikes_labelled = False
+    for index, (label, steps) in enumerate(runs.items()):
+        color = f"C{index}"
+        finite = np.isfinite(steps["loss"].to_numpy())
+        blew_up = not finite.all()
+        if blew_up:
+            label = f"{label} (blew up at step {steps.index[~finite][0]})"
+        for ax, column in zip(axes[0], columns, strict=True):
+            values = steps[column].replace([np.inf, -np.inf], np.nan)
+            ax.plot(steps.index, values, color=color, linewidth=1.2, label=label)
+            shown = values.dropna()
+            if blew_up and len(shown):
+                ax.plot(shown.index[-1], shown.iloc[-1], "x", color=color, markersize=10, mew=2)
+            if column == "grad_norm" and spike_factor is not None and len(shown):
+                spikes = shown[shown > spike_factor * shown.median()]
+                ax.plot(
+                    spikes.index,
+                    spikes,
+                    "o",
+                    color="tab:red",
+                    markersize=5,
+                    label=None if spikes_labelled else f"spike (> {spike_factor:g}x the median)",
+                )
+                spikes_labelled = spikes_labelled or len(spikes) > 0
+    for ax, column in zip(axes[0], columns, strict=True):
+        if column == "grad_norm" and hlines:
+            for (name, value), style in zip(hlines.items(), ("--", ":", "-."), strict=False):
+                ax.axhline(value, color="black", linestyle=style, linewidth=1, label=name)
+        ax.set_yscale("log")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(STEP_LABELS.get(column, column))
+    handles = {}
+    for ax in axes[0]:
+        for handle, text in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(text, handle)
+    axes[0][-1].legend(handles.values(), handles.keys(), loc="best")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_blowups_over_seeds(
+    runs: pd.DataFrame,
+    metric: str = "final_loss",
+    ylabel: str = "final training loss",
+    bar: float | None = None,
+    reference: Mapping[str, float] | None = None,
+    title: str | None = None,
+) -> plt.Axes:
+    """One column per configuration: a dot per seed at its final `metric`
+    (log scale), and a red "x" in the top band for each seed that blew up;
+    the tick labels count the blow-ups.
+
+    `runs` is the second table of `helpers.diagnostics.record_steps_over_seeds`
+    (columns ``config``, ``seed``, ``blew_up`` and `metric`). `bar` draws the
+    loss to reach; `reference` more labelled horizontal lines.
+    """
+    configs = list(dict.fromkeys(runs["config"]))
+    _, ax = plt.subplots(figsize=(max(6.5, 1.9 * len(configs)), 4.2))
+    top = ax.get_xaxis_transform()  # x in data, y in axes coordinates
+    labels = []
+    for position, config in enumerate(configs):
+        rows = runs[runs["config"] == config]
+        ok = rows[~rows["blew_up"]]
+        jitter = np.linspace(-0.12, 0.12, len(rows))[: len(ok)] if len(rows) > 1 else [0]
+        ax.scatter(position + np.asarray(jitter), ok[metric], color="black", s=22, zorder=3)
+        n_bad = int(rows["blew_up"].sum())
+        if n_bad:
+            xs = position + np.linspace(-0.12, 0.12, n_bad) if n_bad > 1 else [position]
+            ax.scatter(xs, [0.93] * n_bad, transform=top, marker="x", color="tab:red", s=60)
+        labels.append(f"{config}\n{n_bad} of {len(rows)} blew up")
+    ax.scatter([], [], color="black", s=22, label="one seed (final)")
+    ax.scatter([], [], marker="x", color="tab:red", s=60, label="one seed that blew up")
+    if bar is not None:
+        ax.axhline(bar, color="tab:green", linestyle="--", label=f"loss bar ({bar:g})")
+    for (name, value), style in zip((reference or {}).items(), (":", "-."), strict=False):
+        ax.axhline(value, color="gray", linestyle=style, label=name)
+    ax.set_yscale("log")
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, high * 6)  # room for the blow-up band
+    ax.set_xticks(range(len(configs)), labels)
+    ax.set_xlim(-0.5, len(configs) - 0.5)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return ax
+
+
+def _exit_point(inside_point, outside_point, x_range, y_range) -> np.ndarray:
+    """Where the segment from a point inside a box to one outside crosses the box."""
+    direction = outside_point - inside_point
+    fractions = [1.0]
+    for axis, (low, high) in enumerate((x_range, y_range)):
+        if direction[axis] > 0:
+            fractions.append((high - inside_point[axis]) / direction[axis])
+        elif direction[axis] < 0:
+            fractions.append((low - inside_point[axis]) / direction[axis])
+    return inside_point + min(fractions) * direction
+
+
+def plot_descent_paths(
+    x_grid: np.ndarray,
+    y_grid: np.ndarray,
+    loss: np.ndarray,
+    paths: Mapping[str, np.ndarray],
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+    dynamic_range: float = 1e4,
+    ax: plt.Axes | None = None,
+) -> plt.Axes:
+    """Gradient-descent paths drawn on a loss surface.
+
+    `x_grid`, `y_grid` and `loss` are 2-D arrays of the same shape (e.g.
+    from `np.meshgrid`); the loss is coloured on a log scale spanning
+    `dynamic_range` below its maximum (lower values get the darkest colour).
+    `paths` maps a label to the points visited, shape ``(steps + 1, 2)``, start
+    first; the first path is drawn on top. A path that leaves the plotted area
+    is drawn to the edge, where the point it ended at is written.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 5.5))
+    top = np.log10(loss.max())
+    levels = np.linspace(top - np.log10(dynamic_range), top, 25)
+    shown = np.log10(np.clip(loss, loss.max() / dynamic_range, None))
+    filled = ax.contourf(x_grid, y_grid, shown, levels=levels, cmap="viridis")
+    ticks = np.arange(np.ceil(levels[0]), np.floor(top) + 1)
+    plt.colorbar(filled, ax=ax, label="log10 loss", ticks=ticks)
+    x_range = (float(x_grid.min()), float(x_grid.max()))
+    y_range = (float(y_grid.min()), float(y_grid.max()))
+    colors = ("tab:red", "white", "tab:orange", "tab:cyan")
+    for order, ((label, path), color) in enumerate(zip(paths.items(), colors, strict=False)):
+        path = np.asarray(path, dtype=float)
+        ax.plot(
+            path[:, 0],
+            path[:, 1],
+            "o-",
+            color=color,
+            markersize=2.5,
+            linewidth=1.3,
+            label=label,
+            zorder=10 - order,
+        )
+        inside = (
+            (path[:, 0] >= x_range[0])
+            & (path[:, 0] <= x_range[1])
+            & (path[:, 1] >= y_range[0])
+            & (path[:, 1] <= y_range[1])
+        )
+        if inside[0] and not inside.all():
+            leaves = int(np.argmin(inside))
+            exit_at = _exit_point(path[leaves - 1], path[leaves], x_range, y_range)
+            end = path[-1]
+            ax.annotate(
+                f"thrown to ({end[0]:.3g}, {end[1]:.3g})",
+                xy=exit_at,
+                xytext=(-12, -22),
+                textcoords="offset points",
+                ha="right",
+                color="white",
+                fontsize=10,
+                bbox={"facecolor": color, "alpha": 0.8, "edgecolor": "none"},
+                zorder=20,
+            )
+    start = np.asarray(next(iter(paths.values())), dtype=float)[0]
+    ax.plot(
+        *start, "s", color="white", markeredgecolor="black", markersize=8, label="start", zorder=20
+    )
+    ax.set_xlim(*x_range)
+    ax.set_ylim(*y_range)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(False)
+    if title:
+        ax.set_title(title)
+    ax.legend(loc="lower left", facecolor="lightgray", framealpha=0.8)
+    return ax
