@@ -79,6 +79,7 @@ def train_over_seeds(
     steps_per_execution: int = 32,
     learning_rate: float | None = None,
     progress: bool = True,
+    callbacks: Iterable[keras.callbacks.Callback] = (),
 ) -> pd.DataFrame:
     """Train every configuration once per seed and return all learning curves.
 
@@ -89,6 +90,7 @@ def train_over_seeds(
     initializers (`keras.models.clone_model`) and its optimizer state reset.
     `learning_rate`, when given, replaces the optimizer's learning rate in
     every run (no retracing: the same compiled model serves several rates).
+    `callbacks` are passed to every run's `fit`.
 
     Returns a long DataFrame: one row per (config, seed, epoch) with the Keras
     history columns (loss, accuracy ...); the validation metrics (val_loss,
@@ -131,7 +133,15 @@ def train_over_seeds(
                 variable.assign(value)
             if learning_rate is not None:
                 model.optimizer.learning_rate = learning_rate
-            history = fit(model, data, epochs, batch_size, seed=seed, validation_freq=epochs)
+            history = fit(
+                model,
+                data,
+                epochs,
+                batch_size,
+                seed=seed,
+                callbacks=callbacks,
+                validation_freq=epochs,
+            )
             frames.append(history.reset_index().assign(config=label, seed=seed))
         if progress:
             print(f"  {label}: {len(seeds)} seeds trained in {time.perf_counter() - start:.0f} s")
