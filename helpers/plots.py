@@ -338,6 +338,7 @@ def plot_descent_paths(
     title: str | None = None,
     dynamic_range: float = 1e4,
     ax: plt.Axes | None = None,
+    colorbar: bool = True,
 ) -> plt.Axes:
     """Gradient-descent paths drawn on a loss surface.
 
@@ -346,7 +347,8 @@ def plot_descent_paths(
     `dynamic_range` below its maximum (lower values get the darkest colour).
     `paths` maps a label to the points visited, shape ``(steps + 1, 2)``, start
     first; the first path is drawn on top. A path that leaves the plotted area
-    is drawn to the edge, where the point it ended at is written.
+    is drawn to the edge, where the point it ended at is written. `colorbar`
+    False leaves out the colour scale (small multiples of one surface).
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(7.5, 5.5))
@@ -354,8 +356,9 @@ def plot_descent_paths(
     levels = np.linspace(top - np.log10(dynamic_range), top, 25)
     shown = np.log10(np.clip(loss, loss.max() / dynamic_range, None))
     filled = ax.contourf(x_grid, y_grid, shown, levels=levels, cmap="viridis")
-    ticks = np.arange(np.ceil(levels[0]), np.floor(top) + 1)
-    plt.colorbar(filled, ax=ax, label="log10 loss", ticks=ticks)
+    if colorbar:
+        ticks = np.arange(np.ceil(levels[0]), np.floor(top) + 1)
+        plt.colorbar(filled, ax=ax, label="log10 loss", ticks=ticks)
     x_range = (float(x_grid.min()), float(x_grid.max()))
     y_range = (float(y_grid.min()), float(y_grid.max()))
     colors = ("tab:red", "white", "tab:orange", "tab:cyan")
@@ -404,4 +407,50 @@ def plot_descent_paths(
     if title:
         ax.set_title(title)
     ax.legend(loc="lower left", facecolor="lightgray", framealpha=0.8)
+    return ax
+
+
+def plot_per_seed(
+    values: pd.DataFrame,
+    column: str,
+    ylabel: str,
+    title: str | None = None,
+    log: bool = False,
+    ax: plt.Axes | None = None,
+) -> plt.Axes:
+    """One column per configuration: a dot per seed at its `column` value and
+    the mean over seeds as a bar, so the spread is seen next to the average.
+
+    `values` has one row per (config, seed), with columns ``config`` and
+    `column`; configurations keep their order of appearance. A NaN (e.g. a
+    run that never reached its target) gets no dot; the tick labels then say
+    how many seeds have a value ("2 of 3"), and the bar is the mean of those.
+    """
+    configs = list(dict.fromkeys(values["config"]))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(6, 1.1 * len(configs)), 4))
+    labels = []
+    any_missing = values[column].isna().any()
+    for position, config in enumerate(configs):
+        column_values = values.loc[values["config"] == config, column].to_numpy(dtype=float)
+        present = column_values[np.isfinite(column_values)]
+        if len(present):
+            ax.bar(position, present.mean(), color="tab:blue", alpha=0.35)
+            jitter = np.linspace(-0.15, 0.15, len(present)) if len(present) > 1 else [0.0]
+            ax.scatter(position + np.asarray(jitter), present, color="black", s=18, zorder=3)
+        labels.append(
+            f"{config}\n{len(present)} of {len(column_values)}" if any_missing else config
+        )
+    ax.bar([], [], color="tab:blue", alpha=0.35, label="mean over seeds")
+    ax.scatter([], [], color="black", s=18, label="one seed")
+    ax.set_xticks(range(len(configs)), labels, rotation=0 if any_missing else 20)
+    ax.set_xlim(-0.6, len(configs) - 0.4)
+    if log:
+        ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
+    if "accuracy" in column:
+        ax.set_ylim(0, 1.02)
+    if title:
+        ax.set_title(title)
+    ax.legend(loc="best")
     return ax

@@ -142,3 +142,34 @@ def test_descent_paths_stay_in_the_grid_and_say_where_a_thrown_path_went():
     np.testing.assert_allclose(notes[0].xy, [1.0, 0.5])  # where it left the picture
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["thrown", "calm", "start"]
+
+
+def test_descent_paths_without_colorbar_for_small_multiples():
+    x, y = np.meshgrid(np.linspace(0, 1, 10), np.linspace(0, 1, 10))
+    fig, axes = plt.subplots(1, 2)
+    path = np.array([[0.5, 0.5], [0.4, 0.4]])
+    plots.plot_descent_paths(x, y, 0.1 + x**2, {"a": path}, "w1", "w2", ax=axes[0], colorbar=False)
+    assert len(fig.axes) == 2  # no colour-bar axes added
+    plots.plot_descent_paths(x, y, 0.1 + x**2, {"a": path}, "w1", "w2", ax=axes[1])
+    assert len(fig.axes) == 3
+
+
+def test_per_seed_dots_means_and_counts_of_missing_values():
+    values = pd.DataFrame(
+        {
+            "config": ["sgd", "sgd", "adam", "adam"],
+            "seed": [1, 2, 1, 2],
+            "epochs": [np.nan, 6.0, 3.0, 5.0],
+        }
+    )
+    ax = plots.plot_per_seed(values, "epochs", "epochs to the target")
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["sgd\n1 of 2", "adam\n2 of 2"]
+    heights = [patch.get_height() for patch in ax.patches]
+    assert heights == [6.0, 4.0]
+    assert ax.get_ylabel() == "epochs to the target"
+    dots = np.concatenate([c.get_offsets()[:, 1] for c in ax.collections if len(c.get_offsets())])
+    assert sorted(dots) == [3.0, 5.0, 6.0]
+    full = values.fillna(7.0)
+    ax = plots.plot_per_seed(full, "epochs", "epochs", log=True)
+    assert ax.get_yscale() == "log"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["sgd", "adam"]
