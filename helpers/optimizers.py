@@ -9,12 +9,16 @@ are written in the notebook; nothing here changes how they update.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+
+from helpers.data import Split
+from helpers.experiments import train_over_seeds
 
 LossFunction = Callable[[tf.Tensor], tf.Tensor]
 
@@ -189,6 +193,67 @@ def best_rate(scores: Mapping[float, float]) -> float:
     if not finite:
         raise ValueError("every learning rate diverged: try smaller rates")
     return min(finite, key=finite.get)
+
+
+def tune_then_train(
+    model: keras.Model,
+    label: str,
+    data: Split,
+    learning_rates: Sequence[float],
+    sweep_seed: int,
+    seeds: Sequence[int],
+    epochs: int,
+    batch_size: int,
+    callbacks: Iterable[keras.callbacks.Callback] = (),
+) -> tuple[pd.DataFrame, float, pd.DataFrame]:
+    """Tune a compiled model's learning rate, then judge the best rate on new
+    seeds; the model is traced once and reused for every run.
+
+    1. The sweep: one run per rate of `learning_rates`, on `sweep_seed`.
+    2. The best rate: the lowest final training loss (`best_rate`; a run that
+       diverged is never the best).
+    3. The runs: that rate on every seed of `seeds` (`callbacks` go to these
+       runs only).
+
+    Every run starts from fresh weights and a fresh optimizer state
+    (`train_over_seeds`) and lasts `epochs` epochs. Returns (sweep, best
+    rate, runs): the sweep as `train_over_seeds` frames with a
+    ``learning_rate`` column, the runs as `train_over_seeds` returns them.
+    Prints one line.
+    """
+    start = time.perf_counter()
+    frames = [
+        train_over_seeds(
+            {label: model},
+            None,
+            data,
+            [sweep_seed],
+            epochs,
+            batch_size,
+            learning_rate=rate,
+            progress=False,
+        ).assign(learning_rate=rate)
+        for rate in learning_rates
+    ]
+    sweep = pd.concat(frames, ignore_index=True)
+    last = sweep[sweep["epoch"] == epochs]
+    best = best_rate(dict(zip(last["learning_rate"], last["loss"], strict=True)))
+    runs = train_over_seeds(
+        {label: model},
+        None,
+        data,
+        seeds,
+        epochs,
+        batch_size,
+        learning_rate=best,
+        progress=False,
+        callbacks=callbacks,
+    )
+    print(
+        f"  {label}: {len(learning_rates)} rates on seed {sweep_seed}, then the best on "
+        f"{len(seeds)} new seeds, in {time.perf_counter() - start:.0f} s"
+    )
+    return sweep, best, runs
 
 
 # Per-parameter second-moment estimate kept by each adaptive optimizer, and

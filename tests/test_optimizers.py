@@ -18,6 +18,7 @@ from helpers.optimizers import (
     hyperparameters,
     reach_summary,
     steps_to_reach,
+    tune_then_train,
 )
 from helpers.seeding import seed_everything
 
@@ -146,3 +147,20 @@ def test_recorder_sees_adagrad_steps_shrink_in_every_run():
         assert run["p50"].is_monotonic_decreasing
     # each seed starts from a reset accumulator: the second run starts high again
     assert history["p50"].iloc[3] > history["p50"].iloc[2]
+
+
+def test_tune_then_train_picks_the_lowest_final_loss_and_runs_it_on_new_seeds(capsys):
+    data = load_digits_split()
+    seed_everything(0)
+    model = build_mlp(depth=2, width=8, activation="tanh")
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    sweep, best, runs = tune_then_train(model, "sgd", data, [0.001, 0.1], 5, [6, 7], 2, 64)
+    assert sorted(set(sweep["learning_rate"])) == [0.001, 0.1] and set(sweep["seed"]) == {5}
+    last = sweep[sweep["epoch"] == 2].set_index("learning_rate")["loss"]
+    assert best == last.idxmin() == 0.1  # a 100x smaller rate barely moves in 2 epochs
+    assert set(runs["seed"]) == {6, 7} and len(runs) == 4
+    alone = train_over_seeds(
+        {"sgd": model}, None, data, [6], 2, 64, learning_rate=0.1, progress=False
+    )
+    np.testing.assert_allclose(runs[runs["seed"] == 6]["loss"], alone["loss"], rtol=1e-5)
+    assert "sgd: 2 rates on seed 5, then the best on 2 new seeds" in capsys.readouterr().out
