@@ -106,7 +106,7 @@ def train_over_seeds(
         if isinstance(config, keras.Model):
             if not config.compiled:
                 raise ValueError(f"config {label!r}: compile the model first, or pass a builder")
-            model, build = config, partial(keras.models.clone_model, config)
+            model, build = config, partial(_fresh_weights, config)
         elif make_optimizer is None:
             raise ValueError(f"config {label!r} is a builder: pass make_optimizer")
         else:
@@ -124,7 +124,7 @@ def train_over_seeds(
                     steps_per_execution=steps_per_execution,
                 )
             else:
-                model.set_weights(fresh.get_weights())
+                model.set_weights(fresh if isinstance(fresh, list) else fresh.get_weights())
             if initial_optimizer_state is None:
                 initial_optimizer_state = _initial_state(model.optimizer, model)
             for variable, value in zip(
@@ -148,6 +148,35 @@ def train_over_seeds(
     columns = ["config", "seed", "epoch"]
     result = pd.concat(frames, ignore_index=True)
     return result[columns + [c for c in result.columns if c not in columns]]
+
+
+def _fresh_weights(model: keras.Model) -> list | keras.Model:
+    """The weights `keras.models.clone_model(model)` would draw now, from the
+    same initializers and the same Python random state.
+
+    For a `Sequential` model whose every weight ``w`` comes from its layer's
+    ``w_initializer`` (Dense, BatchNormalization ...), only the layers are
+    re-created from their configs (which draws the initializers' seeds, in
+    the same order as `clone_model`) and the initializers are called: about
+    ten times faster than building a whole model. Any other model is cloned,
+    and the clone is returned.
+    """
+    layers = model.layers if isinstance(model, keras.Sequential) else []
+    simple = bool(layers) and all(
+        not isinstance(layer, keras.Model)
+        and all(hasattr(layer, f"{weight.name}_initializer") for weight in layer.weights)
+        for layer in layers
+    )
+    if not simple:
+        return keras.models.clone_model(model)
+    fresh_layers = [layer.__class__.from_config(layer.get_config()) for layer in layers]
+    return [
+        keras.ops.convert_to_numpy(
+            getattr(fresh, f"{weight.name}_initializer")(weight.shape, dtype=weight.dtype)
+        )
+        for layer, fresh in zip(layers, fresh_layers, strict=True)
+        for weight in layer.weights
+    ]
 
 
 def _initial_state(optimizer: keras.optimizers.Optimizer, model: keras.Model) -> list:

@@ -145,16 +145,20 @@ def descend(
     return np.stack([one_path(rate) for rate in learning_rates])
 
 
-def steps_to_reach(losses, target: float) -> np.ndarray:
+def steps_to_reach(losses, target: float, stay: bool = False) -> np.ndarray:
     """The first index along axis 0 at which `losses` is at or below `target`,
     for every other position; NaN where it never is (a NaN or infinite loss
-    never counts as reached).
+    never counts as reached). With `stay`, the first index from which the
+    losses stay at or below `target` to the end (a path that only passes
+    through the target on its way somewhere else does not count).
 
     With a path's losses (index 0 = the start) this is the number of steps;
     with a history indexed by epoch 1..n, add 1 to get the epoch.
     """
     losses = np.asarray(losses, dtype="float64")
     reached = np.isfinite(losses) & (losses <= target)
+    if stay:  # reached from here to the end: a cumulative AND from the end
+        reached = np.flip(np.logical_and.accumulate(np.flip(reached, axis=0), axis=0), axis=0)
     first = np.argmax(reached, axis=0).astype("float64")
     return np.where(reached.any(axis=0), first, np.nan)
 

@@ -74,6 +74,10 @@ def test_steps_to_reach_first_index_or_nan():
     np.testing.assert_array_equal(steps_to_reach(losses, 1.0), [2.0, 2.0, np.nan])
     assert steps_to_reach([3.0, 1.0], 1.0) == 1.0
     assert np.isnan(steps_to_reach([np.inf, np.nan], 1.0))
+    # staying below: the first column dips to 0.5 at index 2 but only stays from index 3
+    bouncing = np.array([[5.0, 5.0], [0.5, 2.0], [3.0, 0.9], [0.2, 0.8], [0.1, 1.5]])
+    np.testing.assert_array_equal(steps_to_reach(bouncing, 1.0), [1.0, 2.0])
+    np.testing.assert_array_equal(steps_to_reach(bouncing, 1.0, stay=True), [3.0, np.nan])
 
 
 def test_epochs_to_reach_and_summary():
