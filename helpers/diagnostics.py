@@ -261,24 +261,33 @@ def _global_norm(tensors) -> tf.Tensor:
 
 
 class _StepFunctions:
-    """The traced training step and evaluation of one compiled model (traced
-    once, reused for every seed and every epoch)."""
+    """The traced training loop and evaluation of one compiled model (traced
+    once, reused for every seed and every epoch). The steps of an epoch run in
+    one call: on a CPU that is much faster than one call per step."""
 
     def __init__(self, model: keras.Model):
         self.optimizer = model.optimizer
         variables = model.trainable_variables
         self.optimizer.build(variables)
 
-        @tf.function(reduce_retracing=True)  # a smaller last batch does not retrace
-        def train_step(x, y):
-            with tf.GradientTape() as tape:
-                y_pred = model(x, training=True)
-                loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
-            grads = tape.gradient(loss, variables)
-            before = [tf.identity(v) for v in variables]
-            self.optimizer.apply(grads, variables)  # clips here, if it was asked to
-            update = _global_norm([v - b for v, b in zip(variables, before, strict=True)])
-            return tf.cast(tf.stack([loss, _global_norm(grads), update]), tf.float32)
+        @tf.function(reduce_retracing=True)  # a smaller last batch: one more trace at most
+        def train_batches(x_batches, y_batches, stop_above):
+            # One optimizer step per batch, in one call; stops after a blow-up.
+            records = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
+            for i in tf.range(tf.shape(x_batches)[0]):
+                x, y = x_batches[i], y_batches[i]
+                with tf.GradientTape() as tape:
+                    y_pred = model(x, training=True)
+                    loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
+                grads = tape.gradient(loss, variables)
+                before = [tf.identity(v) for v in variables]
+                self.optimizer.apply(grads, variables)  # clips here, if it was asked to
+                update = _global_norm([v - b for v, b in zip(variables, before, strict=True)])
+                record = tf.stack([loss, _global_norm(grads), update])
+                records = records.write(i, tf.cast(record, tf.float32))
+                if not loss < stop_above:  # also true for NaN
+                    break
+            return records.stack()
 
         @tf.function
         def evaluate(dataset):
@@ -291,7 +300,7 @@ class _StepFunctions:
                 count += n
             return total / count
 
-        self.train_step = train_step
+        self.train_batches = train_batches
         self.evaluate = evaluate
 
 
@@ -315,7 +324,8 @@ def record_steps(
     stop_above: float = math.inf,
 ) -> pd.DataFrame:
     """Train a compiled `model` as `fit` does (one optimizer step per batch,
-    examples reshuffled every epoch with `seed`) and record every step.
+    examples reshuffled every epoch with `seed`, a smaller last batch when
+    `batch_size` does not divide them) and record every step.
 
     Returns one row per optimizer step (index ``step``, from 1) with columns
     ``epoch``, ``loss`` (the batch's training loss, before the step),
@@ -328,14 +338,25 @@ def record_steps(
     row, and `blowup_step` finds it. The traced training function is kept with
     the model and reused by later calls (a recompiled model gets a new one).
     """
-    train_step = _step_functions(model).train_step
-    dataset = make_dataset(x, y, batch_size, shuffle_seed=seed)
+    train_batches = _step_functions(model).train_batches
+    x, y = np.asarray(x), np.asarray(y)
+    rng = np.random.default_rng(seed)
+    limit = tf.constant(stop_above, tf.float32)  # a tensor: no retracing per value
+    full = len(x) // batch_size * batch_size
     rows, blew_up = [], False
     for epoch in range(1, epochs + 1):
-        for x_batch, y_batch in dataset:
-            loss, grad_norm, update_norm = train_step(x_batch, y_batch).numpy()
-            rows.append((epoch, loss, grad_norm, update_norm))
-            blew_up = not loss < stop_above  # also true for NaN
+        order = rng.permutation(len(x))
+        for chunk in (order[:full], order[full:]):  # the full batches, then the rest
+            if len(chunk) == 0:
+                continue
+            n_batches = max(1, len(chunk) // batch_size)
+            records = train_batches(
+                x[chunk].reshape(n_batches, -1, *x.shape[1:]),
+                y[chunk].reshape(n_batches, -1, *y.shape[1:]),
+                limit,
+            ).numpy()
+            rows += [(epoch, *record) for record in records]
+            blew_up = not (records[:, 0] < stop_above).all()
             if blew_up:
                 break
         if blew_up:

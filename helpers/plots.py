@@ -214,25 +214,27 @@ def plot_steps(
     spike_factor: float | None = None,
     hlines: Mapping[str, float] | None = None,
     title: str | None = None,
+    stop_above: float = np.inf,
 ) -> plt.Figure:
     """Step-by-step records side by side, one panel per column (log scale),
     one line per run.
 
     `runs` maps a label to a table from `helpers.diagnostics.record_steps`
-    (indexed by step). A run whose loss became inf or NaN is drawn up to its
-    last finite value, ends with an "x" and is marked "(blew up at step k)"
-    in the legend. With `spike_factor`, gradient-norm steps more than that
-    many times the run's median are marked as spikes. `hlines` draws labelled
-    horizontal lines on the gradient-norm panel (e.g. a clipping threshold).
+    (indexed by step). A run whose loss became inf, NaN or above `stop_above`
+    (it blew up) is drawn up to its last finite value, ends with an "x" and is
+    marked "(blew up at step k)" in the legend. With `spike_factor`,
+    gradient-norm steps more than that many times the run's median are marked
+    as spikes. `hlines` draws labelled horizontal lines on the gradient-norm
+    panel (e.g. a clipping threshold).
     """
     fig, axes = plt.subplots(1, len(columns), figsize=(5.8 * len(columns), 4), squeeze=False)
     spikes_labelled = False
     for index, (label, steps) in enumerate(runs.items()):
         color = f"C{index}"
-        finite = np.isfinite(steps["loss"].to_numpy())
-        blew_up = not finite.all()
+        healthy = steps["loss"].to_numpy() < stop_above  # False for NaN too
+        blew_up = not healthy.all()
         if blew_up:
-            label = f"{label} (blew up at step {steps.index[~finite][0]})"
+            label = f"{label} (blew up at step {steps.index[~healthy][0]})"
         for ax, column in zip(axes[0], columns, strict=True):
             values = steps[column].replace([np.inf, -np.inf], np.nan)
             ax.plot(steps.index, values, color=color, linewidth=1.2, label=label)

@@ -196,6 +196,15 @@ def test_record_steps_records_the_raw_gradient_and_the_update_of_every_step():
     assert steps["loss"].is_monotonic_decreasing
 
 
+def test_record_steps_takes_a_smaller_last_batch_like_fit():
+    x, y = regression_data(70)
+    model = linear_regression(0.05)
+    steps = record_steps(model, x, y, epochs=2, batch_size=32, seed=1)
+    assert list(steps["epoch"]) == [1, 1, 1, 2, 2, 2]  # 32 + 32 + 6 examples per epoch
+    again = record_steps(linear_regression(0.05), x, y, epochs=2, batch_size=32, seed=1)
+    np.testing.assert_allclose(steps["loss"], again["loss"], rtol=1e-6)  # seeded shuffling
+
+
 def test_record_steps_shows_the_raw_gradient_while_the_optimizer_clips_the_update():
     x, y = regression_data()
     model = linear_regression(0.05, global_clipnorm=0.5)
@@ -213,7 +222,7 @@ def test_record_steps_stops_when_the_loss_blows_up_and_reuses_its_traced_step():
     assert blowup_step(steps, 1e6) == len(steps)
     assert blowup_step(steps.iloc[:-1], 1e6) is None
     record_steps(model, x, y, epochs=1, batch_size=16)
-    assert _step_functions(model).train_step.experimental_get_tracing_count() == 1
+    assert _step_functions(model).train_batches.experimental_get_tracing_count() == 1
 
 
 def test_blowup_step_counts_nan_and_inf():

@@ -98,6 +98,10 @@ def test_steps_log_panels_mark_blowups_spikes_and_thresholds():
     assert right.get_ylabel() == "gradient norm (before clipping)"
     labels = [t.get_text() for t in right.get_legend().get_texts()]
     assert labels == ["ok", "bad (blew up at step 5)", "spike (> 10x the median)", "clip_norm"]
+    # a loss above stop_above counts as a blow-up too
+    fig = plots.plot_steps({"ok": step_table([0.5, 0.4, 2.0], [1.0, 1.0, 1.0])}, stop_above=1.0)
+    labels = [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
+    assert labels == ["ok (blew up at step 3)"]
     # the spike of "ok" (50 > 10 x median 1) and the spike of "bad" (300) are marked
     marked = [
         y
