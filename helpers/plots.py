@@ -349,7 +349,8 @@ def plot_descent_paths(
     `dynamic_range` below its maximum (lower values get the darkest colour).
     `paths` maps a label to the points visited, shape ``(steps + 1, 2)``, start
     first; the first path is drawn on top. A path that leaves the plotted area
-    is drawn to the edge, where the point it ended at is written. `colorbar`
+    is drawn up to the edge (not beyond, even if it comes back), where the
+    point it ended at is written. `colorbar`
     False leaves out the colour scale (small multiples of one surface).
     """
     if ax is None:
@@ -366,9 +367,21 @@ def plot_descent_paths(
     colors = ("tab:red", "white", "tab:orange", "tab:cyan")
     for order, ((label, path), color) in enumerate(zip(paths.items(), colors, strict=False)):
         path = np.asarray(path, dtype=float)
+        inside = (
+            (path[:, 0] >= x_range[0])
+            & (path[:, 0] <= x_range[1])
+            & (path[:, 1] >= y_range[0])
+            & (path[:, 1] <= y_range[1])
+        )
+        leaves = inside[0] and not inside.all()
+        drawn = path
+        if leaves:
+            first_out = int(np.argmin(inside))
+            exit_at = _exit_point(path[first_out - 1], path[first_out], x_range, y_range)
+            drawn = np.vstack([path[:first_out], exit_at])
         ax.plot(
-            path[:, 0],
-            path[:, 1],
+            drawn[:, 0],
+            drawn[:, 1],
             "o-",
             color=color,
             markersize=2.5,
@@ -376,22 +389,17 @@ def plot_descent_paths(
             label=label,
             zorder=10 - order,
         )
-        inside = (
-            (path[:, 0] >= x_range[0])
-            & (path[:, 0] <= x_range[1])
-            & (path[:, 1] >= y_range[0])
-            & (path[:, 1] <= y_range[1])
-        )
-        if inside[0] and not inside.all():
-            leaves = int(np.argmin(inside))
-            exit_at = _exit_point(path[leaves - 1], path[leaves], x_range, y_range)
+        if leaves:
             end = path[-1]
+            to_the_right = exit_at[0] < (x_range[0] + x_range[1]) / 2  # keep the note inside
+            to_the_top = exit_at[1] < (y_range[0] + y_range[1]) / 2
             ax.annotate(
                 f"thrown to ({end[0]:.3g}, {end[1]:.3g})",
                 xy=exit_at,
-                xytext=(-12, -22),
+                xytext=(12 if to_the_right else -12, 22 if to_the_top else -22),
                 textcoords="offset points",
-                ha="right",
+                ha="left" if to_the_right else "right",
+                va="bottom" if to_the_top else "top",
                 color="white",
                 fontsize=10,
                 bbox={"facecolor": color, "alpha": 0.8, "edgecolor": "none"},

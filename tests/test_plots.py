@@ -144,6 +144,8 @@ def test_descent_paths_stay_in_the_grid_and_say_where_a_thrown_path_went():
     notes = [t for t in ax.texts if t.get_text().startswith("thrown to")]
     assert len(notes) == 1 and notes[0].get_text() == "thrown to (40, 0.5)"
     np.testing.assert_allclose(notes[0].xy, [1.0, 0.5])  # where it left the picture
+    drawn = ax.get_lines()[0]
+    np.testing.assert_allclose(drawn.get_xdata(), [0.5, 0.6, 1.0])  # stops at the edge
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["thrown", "calm", "start"]
 
