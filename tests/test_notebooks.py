@@ -34,6 +34,17 @@ QUICK_RERUNS = {
         "high_learning_rate": 0.2,
         "n_seeds": 1,
     },
+    "03": {
+        "seed": 3,
+        "sequence_length": 20,
+        "epochs": 1,
+        "learning_rate": 0.05,
+        "spectral_radius": 1.5,
+        "clip_mode": "clipvalue",
+        "clip_value": 0.5,
+        "clip_norm": 0.5,
+        "n_seeds": 1,
+    },
     "04": {
         "seed": 3,
         "n_per_class": 2,
@@ -48,6 +59,7 @@ QUICK_RERUNS = {
 BAD_PARAMETERS = {
     "01": ({"depth": "deep"}, ["'depth'", "'deep'", "an integer from 2 to 60"]),
     "02": ({"batch_size": 1}, ["'batch_size'", "got 1", "an integer from 2 to 1024"]),
+    "03": ({"clip_norm": 0}, ["'clip_norm'", "got 0", "a number > 0"]),
     "04": ({"n_per_class": 0}, ["'n_per_class'", "got 0", "an integer from 1 to 60"]),
 }
 
