@@ -9,6 +9,7 @@ are written in the notebook; nothing here changes how they update.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -140,9 +141,17 @@ def descend(
         w.assign(start)
         return run().numpy()
 
-    if learning_rates is None:
-        return one_path(own_rate)
-    return np.stack([one_path(rate) for rate in learning_rates])
+    # Every call traces its own loop on purpose; TensorFlow would warn about
+    # "excessive retracing" of this function after a few calls.
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        if learning_rates is None:
+            return one_path(own_rate)
+        return np.stack([one_path(rate) for rate in learning_rates])
+    finally:
+        logger.setLevel(level)
 
 
 def steps_to_reach(losses, target: float, stay: bool = False) -> np.ndarray:
@@ -220,7 +229,8 @@ def tune_then_train(
        runs only).
 
     Every run starts from fresh weights and a fresh optimizer state
-    (`train_over_seeds`) and lasts `epochs` epochs. Returns (sweep, best
+    (`train_over_seeds`, validated at the end with a plain call of the model:
+    no test function to trace) and lasts `epochs` epochs. Returns (sweep, best
     rate, runs): the sweep as `train_over_seeds` frames with a
     ``learning_rate`` column, the runs as `train_over_seeds` returns them.
     Prints one line.
@@ -236,6 +246,7 @@ def tune_then_train(
             batch_size,
             learning_rate=rate,
             progress=False,
+            eager_validation=True,
         ).assign(learning_rate=rate)
         for rate in learning_rates
     ]
@@ -252,6 +263,7 @@ def tune_then_train(
         learning_rate=best,
         progress=False,
         callbacks=callbacks,
+        eager_validation=True,
     )
     print(
         f"  {label}: {len(learning_rates)} rates on seed {sweep_seed}, then the best on "

@@ -137,3 +137,18 @@ def test_fresh_weights_clone_what_they_cannot_redraw():
     inputs = keras.Input((4,))
     functional = keras.Model(inputs, keras.layers.Dense(2)(inputs))
     assert isinstance(_fresh_weights(functional), keras.Model)
+
+
+def test_eager_validation_measures_what_keras_measures(digits):
+    seed_everything(0)
+    model = tiny_mlp()
+    model.compile(optimizer=sgd(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    kwargs = dict(seeds=[1, 2], epochs=2, batch_size=64, progress=False)
+    compiled = train_over_seeds({"m": model}, None, digits, **kwargs)
+    eager = train_over_seeds({"m": model}, None, digits, eager_validation=True, **kwargs)
+    np.testing.assert_allclose(eager["loss"], compiled["loss"], rtol=1e-6)
+    np.testing.assert_allclose(eager["val_accuracy"], compiled["val_accuracy"], rtol=1e-6)
+    np.testing.assert_allclose(eager["val_loss"], compiled["val_loss"], rtol=1e-4)
+    assert eager["val_accuracy"].notna().sum() == 2
+    with pytest.raises(ValueError, match="eager_validation"):
+        train_over_seeds({"m": model}, None, digits, [1], 1, 64, loss="mse", eager_validation=True)

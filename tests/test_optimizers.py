@@ -62,6 +62,12 @@ def test_descend_runs_points_independently_and_resets_between_rates():
     np.testing.assert_allclose(swept[1], both[:, 0], rtol=1e-5)
 
 
+def test_descend_does_not_warn_about_retracing(capsys, caplog):
+    for _ in range(7):  # TensorFlow warns after five retracings of one function
+        descend(keras.optimizers.SGD(0.1), bowl, [1.0, 1.0], steps=2)
+    assert "retracing" not in capsys.readouterr().out + caplog.text
+
+
 def test_descend_refuses_coupling_settings():
     with pytest.raises(ValueError, match="clipnorm"):
         descend(keras.optimizers.SGD(0.1, global_clipnorm=1.0), bowl, [1.0, 1.0], steps=2)
