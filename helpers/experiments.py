@@ -12,6 +12,7 @@ the comparison is exactly that of fresh models without compiling each time
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 
@@ -207,13 +208,30 @@ def _fresh_weights(model: keras.Model) -> list | keras.Model:
     ]
 
 
+_INITIAL_STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _initial_state(optimizer: keras.optimizers.Optimizer, model: keras.Model) -> list:
     """The values `optimizer`'s variables have before any step: taken from a
-    new optimizer of the same class and configuration, built for `model`."""
-    fresh = type(optimizer).from_config(optimizer.get_config())
-    fresh.build(model.trainable_variables)
-    optimizer.build(model.trainable_variables)  # no-op when already built
-    return [v.numpy() for v in fresh.variables]
+    new optimizer of the same class and configuration, built for `model`.
+
+    Remembered per optimizer (building one is slow), and computed again when
+    its configuration changes; a changed learning rate only changes the
+    learning-rate variable, which takes the optimizer's current rate.
+    """
+    config = {k: v for k, v in optimizer.get_config().items() if k != "learning_rate"}
+    cached = _INITIAL_STATES.get(optimizer)
+    if cached is None or cached[0] != config:
+        fresh = type(optimizer).from_config(optimizer.get_config())
+        fresh.build(model.trainable_variables)
+        optimizer.build(model.trainable_variables)  # no-op when already built
+        cached = (config, [v.numpy() for v in fresh.variables])
+        _INITIAL_STATES[optimizer] = cached
+    rate = float(optimizer.learning_rate)
+    return [
+        np.asarray(rate, dtype=value.dtype) if variable.name == "learning_rate" else value
+        for variable, value in zip(optimizer.variables, cached[1], strict=True)
+    ]
 
 
 def final_epoch_summary(runs: pd.DataFrame, metric: str = "val_accuracy") -> pd.DataFrame:

@@ -152,3 +152,22 @@ def test_eager_validation_measures_what_keras_measures(digits):
     assert eager["val_accuracy"].notna().sum() == 2
     with pytest.raises(ValueError, match="eager_validation"):
         train_over_seeds({"m": model}, None, digits, [1], 1, 64, loss="mse", eager_validation=True)
+
+
+def test_initial_optimizer_state_is_remembered_and_follows_the_rate(digits):
+    from helpers.experiments import _initial_state
+
+    model = tiny_mlp()
+    optimizer = keras.optimizers.Adagrad(learning_rate=0.1, initial_accumulator_value=0.5)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    first = _initial_state(optimizer, model)
+    names = [v.name for v in optimizer.variables]
+    assert first[names.index("learning_rate")] == pytest.approx(0.1)
+    assert np.all(first[names.index("iteration")] == 0)
+    assert all(np.all(v == 0.5) for v, n in zip(first, names, strict=True) if "accumulator" in n)
+    optimizer.learning_rate = 0.02
+    again = _initial_state(optimizer, model)
+    assert again[names.index("learning_rate")] == pytest.approx(0.02)
+    assert again[-1] is first[-1]  # remembered, not built again
+    optimizer.epsilon = 1e-3  # another configuration: built again
+    assert _initial_state(optimizer, model)[-1] is not first[-1]
