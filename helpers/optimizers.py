@@ -71,12 +71,25 @@ def describe(optimizer: keras.optimizers.Optimizer) -> str:
 
 
 def hyperparameter_table(optimizers: Mapping[str, keras.optimizers.Optimizer]) -> pd.DataFrame:
-    """Every hyperparameter of every optimizer, one row per optimizer (index:
-    the labels of `optimizers`), one column per setting; a setting that an
-    optimizer does not have is left empty ("")."""
-    rows = {label: hyperparameters(optimizer) for label, optimizer in optimizers.items()}
-    table = pd.DataFrame.from_dict(rows, orient="index").astype(object)
+    """Every hyperparameter of every optimizer, one row per setting, one
+    column per optimizer (the labels of `optimizers`), written out as text so
+    that nothing is hidden by rounding (``1e-07``, not ``0.0``). An unset
+    setting reads ``None``; a setting an optimizer does not have is left
+    empty."""
+    columns = {
+        label: {key: _as_text(value) for key, value in hyperparameters(optimizer).items()}
+        for label, optimizer in optimizers.items()
+    }
+    table = pd.DataFrame(columns).astype(object)
+    table.index.name = "setting"
     return table.where(table.notna(), "")
+
+
+def _as_text(value) -> str:
+    if isinstance(value, float) and np.isfinite(value):
+        text = f"{value:g}"  # six significant digits, as Keras' float32 rates deserve
+        return text if any(mark in text for mark in ".en") else text + ".0"
+    return str(value)
 
 
 def descend(

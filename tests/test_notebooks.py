@@ -54,6 +54,15 @@ QUICK_RERUNS = {
         "finetune_learning_rate": 0.01,
         "n_seeds": 2,
     },
+    "05": {
+        "seed": 3,
+        "epochs": 2,
+        "learning_rates": [0.01, 0.03],
+        "optimizers": ["momentum", "adam"],
+        "n_seeds": 1,
+        "depth": 4,
+        "target_loss": 1.0,
+    },
 }
 # One bad value per notebook, with what the error must mention.
 BAD_PARAMETERS = {
@@ -61,6 +70,7 @@ BAD_PARAMETERS = {
     "02": ({"batch_size": 1}, ["'batch_size'", "got 1", "an integer from 2 to 1024"]),
     "03": ({"clip_norm": 0}, ["'clip_norm'", "got 0", "a number > 0"]),
     "04": ({"n_per_class": 0}, ["'n_per_class'", "got 0", "an integer from 1 to 60"]),
+    "05": ({"optimizers": ["sgd", "adamax"]}, ["'optimizers'", "'adamax'", "one of 'sgd', "]),
 }
 
 ids = [path.stem for path in NOTEBOOKS]
