@@ -130,7 +130,13 @@ class ListOf:
             value = [value]
         if not isinstance(value, (list, tuple)) or len(value) < self.min_length:
             raise _Invalid
-        return [self.item.convert(item) for item in value]
+        converted = []
+        for item in value:
+            try:
+                converted.append(self.item.convert(item))
+            except _Invalid:
+                raise _Invalid(f"item {item!r} is refused") from None
+        return converted
 
 
 Spec = Integer | Number | Choice | ListOf
@@ -154,9 +160,10 @@ def check_parameters(namespace: MutableMapping[str, Any], **specs: Spec) -> None
         value = namespace[name]
         try:
             checked[name] = spec.convert(value)
-        except _Invalid:
+        except _Invalid as invalid:
+            which = f" ({invalid})" if str(invalid) else ""
             problems.append(
-                f"parameter {name!r} got {value!r} ({type(value).__name__}); "
+                f"parameter {name!r} got {value!r} ({type(value).__name__}){which}; "
                 f"allowed: {spec.allowed()}"
             )
     if problems:

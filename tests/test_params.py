@@ -54,6 +54,17 @@ def test_list_of_rejects_empty_and_bad_items(bad):
         check(bad, ListOf(Choice(["sgd", "adam"])))
 
 
+def test_list_of_names_the_refused_item():
+    with pytest.raises(ParameterError) as error:
+        check("sgd,lion", ListOf(Choice(["sgd", "adam"])))
+    message = str(error.value)
+    assert "got 'sgd,lion' (str) (item 'lion' is refused)" in message
+    assert "each one of 'sgd', 'adam'" in message
+    with pytest.raises(ParameterError) as error:
+        check([0.1, -1], ListOf(Number(0, exclusive_min=True)))
+    assert "(item -1 is refused)" in str(error.value)
+
+
 def test_all_problems_reported_in_one_error_and_nothing_written():
     namespace = {"depth": "deep", "seed": -1, "lr": 0.1}
     with pytest.raises(ParameterError) as error:
