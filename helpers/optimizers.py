@@ -278,9 +278,10 @@ def tune_then_train(
         callbacks=callbacks,
         eager_validation=True,
     )
+    new_seeds = f"{len(seeds)} new seed" + ("" if len(seeds) == 1 else "s")
     print(
         f"  {label}: {len(learning_rates)} rates on seed {sweep_seed}, then the best on "
-        f"{len(seeds)} new seeds, in {time.perf_counter() - start:.0f} s"
+        f"{new_seeds}, in {time.perf_counter() - start:.0f} s"
     )
     return sweep, best, runs
 
