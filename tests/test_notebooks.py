@@ -30,7 +30,7 @@ QUICK_RERUNS = {
         "depth": 4,
         "width": 16,
         "epochs": 2,
-        "batch_size": 64,
+        "batch_size": 128,
         "high_learning_rate": 0.2,
         "n_seeds": 1,
     },
