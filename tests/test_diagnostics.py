@@ -97,8 +97,9 @@ def test_relu_units_below_zero_count_as_saturated():
     assert stats["saturated"].iloc[0] == 0.5
 
 
-def test_batch_norm_and_activation_layers_are_walked():
-    model = keras.Sequential(
+def dense_bn_tanh():
+    """Input(3) -> Dense(4, no bias) -> BatchNormalization -> tanh -> softmax(2)."""
+    return keras.Sequential(
         [
             keras.Input((3,)),
             keras.layers.Dense(4, use_bias=False),
@@ -107,6 +108,10 @@ def test_batch_norm_and_activation_layers_are_walked():
             keras.layers.Dense(2, activation="softmax"),
         ]
     )
+
+
+def test_batch_norm_and_activation_layers_are_walked():
+    model = dense_bn_tanh()
     x = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
     assert len(activation_stats(model, x)) == 1  # the Activation layer, not the linear Dense
     assert len(backprop_gradient_norms(model, x, np.zeros(8, dtype=int))) == 1
@@ -140,15 +145,7 @@ def test_recorder_every_n_batches_counts_optimizer_steps():
 
 def test_training_mode_uses_batch_statistics_and_leaves_the_model_unchanged():
     seed_everything(0)
-    model = keras.Sequential(
-        [
-            keras.Input((3,)),
-            keras.layers.Dense(4, use_bias=False),
-            keras.layers.BatchNormalization(),
-            keras.layers.Activation("tanh"),
-            keras.layers.Dense(2, activation="softmax"),
-        ]
-    )
+    model = dense_bn_tanh()
     x = 5 + 3 * np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
     y = np.zeros(64, dtype=int)
     before = [v.numpy() for v in model.non_trainable_variables]
