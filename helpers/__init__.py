@@ -1,14 +1,74 @@
-"""Plumbing shared by the course notebooks: seeding, data, models, diagnostics,
-plots, parameter checks, claims, multi-seed runs and the course runner.
+"""The course's helper package: what the notebooks import.
 
-The notebooks import what they need from here; the Keras lines that *are* the
+Shared library modules (seeding, data, models, training, diagnostics, plots,
+params, claims), one module per topic for plumbing that serves one notebook
+(`clipping`, `transfer`, `optimizers`), and the course tooling in
+`helpers.course`, which no notebook imports. The Keras lines that *are* the
 lesson stay in the notebooks.
+
+Importing the package imports TensorFlow once with its start-up noise left
+out: on a machine without an NVIDIA GPU, TensorFlow's C++ code writes lines
+such as "Could not find cuda drivers" and "failed call to cuInit" to the
+process's stderr, which JupyterLab shows in red. `_import_tensorflow` drops
+exactly those lines (and absl's "log messages before InitializeLog" banner)
+and passes every other line on, so real errors still show; a GPU, when there
+is one, is used as usual.
 """
 
 import os
+import re
+import sys
+import tempfile
+from pathlib import Path
 
-# Before TensorFlow is imported anywhere: keep its C++ start-up logs quiet.
+# Before TensorFlow is imported anywhere: keep its C++ INFO and WARNING logs quiet.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+#: Start-up lines that say nothing to a learner on a machine without a GPU.
+_NO_GPU_NOISE = re.compile(
+    r"All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|cudart_stub\.cc.*Could not find cuda drivers on your machine"
+    r"|failed call to cuInit: .*UNKNOWN ERROR \(303\)"
+)
+
+
+def _has_nvidia_device() -> bool:
+    return any(Path("/dev").glob("nvidia[0-9]*"))
+
+
+def start_up_lines_to_keep(text: str, gpu_present: bool) -> list[str]:
+    """The lines of TensorFlow's start-up stderr output worth showing: all of
+    them where a GPU is present, all but the no-GPU noise elsewhere."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if gpu_present:
+        return lines
+    return [line for line in lines if not _NO_GPU_NOISE.search(line)]
+
+
+def _import_tensorflow() -> None:
+    """Import TensorFlow and Keras and find the devices (where CUDA start-up
+    logs come from), with the process's stderr captured; then write back the
+    lines `start_up_lines_to_keep` keeps."""
+    if "tensorflow" in sys.modules:
+        return
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import keras  # noqa: F401
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        captured.seek(0)
+        text = captured.read().decode("utf-8", errors="replace")
+    for line in start_up_lines_to_keep(text, _has_nvidia_device()):
+        print(line, file=sys.stderr)
+
+
+_import_tensorflow()
 
 from helpers.claims import claim  # noqa: E402
 from helpers.params import Choice, Integer, ListOf, Number, check_parameters  # noqa: E402

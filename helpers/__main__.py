@@ -1,8 +1,8 @@
-"""`python -m helpers run ...` (the course runner) and `python -m helpers
-student ...` (student copies): see helpers.runner and helpers.workshop."""
+"""`python -m helpers run ...` and `python -m helpers student ...`: the
+course's command line, in `helpers.course.cli`."""
 
 import sys
 
-from helpers.runner import main
+from helpers.course.cli import main
 
 sys.exit(main())

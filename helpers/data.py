@@ -5,8 +5,9 @@
 - ``fashion_mnist``: the book's Fashion-MNIST through `keras.datasets`, opt-in.
   It needs a download on first use; when it is neither cached nor downloadable
   the error says so and how to proceed.
-- the adding problem (`make_adding_problem`): a synthetic long-sequence task
-  for recurrent nets, generated on the fly.
+
+Topic-specific data lives with its topic (the adding problem in
+`helpers.clipping`, the few-shot digits in `helpers.transfer`).
 """
 
 from __future__ import annotations
@@ -62,6 +63,14 @@ class Split:
         )
 
 
+def keep_classes(
+    x: np.ndarray, y: np.ndarray, classes: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The examples of `classes` only, relabelled 0..k-1 in sorted order."""
+    keep = np.isin(y, classes)
+    return x[keep], np.searchsorted(np.asarray(sorted(classes)), y[keep])
+
+
 def _split_and_standardize(
     x: np.ndarray,
     y: np.ndarray,
@@ -72,9 +81,7 @@ def _split_and_standardize(
     split_seed: int,
 ) -> Split:
     if classes is not None:
-        keep = np.isin(y, classes)
-        x, y = x[keep], y[keep]
-        y = np.searchsorted(np.asarray(sorted(classes)), y)  # relabel 0..k-1
+        x, y = keep_classes(x, y, classes)
         class_names = [class_names[c] for c in sorted(classes)]
     x_rest, x_test, y_rest, y_test = train_test_split(
         x, y, test_size=test_fraction, stratify=y, random_state=split_seed
@@ -194,44 +201,3 @@ def load_dataset(name: str, **kwargs) -> Split:
     if name not in loaders:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     return loaders[name](**kwargs)
-
-
-#: Mean squared error of the best constant guess on the adding problem:
-#: predicting the mean target, 1, misses by the variance of a sum of two
-#: independent U(0, 1) values, 2 / 12.
-ADDING_PROBLEM_BASELINE_MSE = 1 / 6
-
-
-def make_adding_problem(
-    n_samples: int, sequence_length: int, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """The adding problem (Hochreiter & Schmidhuber, 1997), a long-sequence
-    regression task used by Pascanu, Mikolov & Bengio (2013) to study
-    exploding and vanishing gradients in recurrent nets.
-
-    Each example is a sequence of `sequence_length` steps with two features:
-    a value drawn uniformly from [0, 1), and a marker that is 1 at exactly two
-    steps (one in the first half of the sequence, one in the second half) and
-    0 elsewhere. The target is the sum of the two marked values, so the net
-    must carry information across up to `sequence_length` steps.
-
-    Returns ``x`` of shape ``(n_samples, sequence_length, 2)`` and ``y`` of
-    shape ``(n_samples, 1)``, both float32; the same `seed` gives the same data.
-    Predicting the mean target scores `ADDING_PROBLEM_BASELINE_MSE`.
-    """
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be at least 1, not {n_samples}")
-    if sequence_length < 2:
-        raise ValueError(f"sequence_length must be at least 2, not {sequence_length}")
-    rng = np.random.default_rng(seed)
-    values = rng.uniform(0.0, 1.0, size=(n_samples, sequence_length))
-    half = sequence_length // 2
-    rows = np.arange(n_samples)
-    first = rng.integers(0, half, size=n_samples)
-    second = rng.integers(half, sequence_length, size=n_samples)
-    markers = np.zeros((n_samples, sequence_length))
-    markers[rows, first] = 1.0
-    markers[rows, second] = 1.0
-    x = np.stack([values, markers], axis=-1).astype("float32")
-    y = (values[rows, first] + values[rows, second]).reshape(-1, 1).astype("float32")
-    return x, y

@@ -19,12 +19,12 @@ import pandas as pd
 import tensorflow as tf
 
 from helpers.data import Split
-from helpers.experiments import train_over_seeds
+from helpers.training import train_over_seeds
 
 LossFunction = Callable[[tf.Tensor], tf.Tensor]
 
 #: Settings every Keras optimizer has (`keras.optimizers.Optimizer`'s own
-#: arguments); `describe` prints them only when they are switched on.
+#: arguments); `update_rule` prints them only when they are switched on.
 COMMON_SETTINGS = (
     "name",
     "weight_decay",
@@ -54,7 +54,7 @@ def hyperparameters(optimizer: keras.optimizers.Optimizer) -> dict:
     return config
 
 
-def describe(optimizer: keras.optimizers.Optimizer) -> str:
+def update_rule(optimizer: keras.optimizers.Optimizer) -> str:
     """One line: the class and the settings that define its update rule, e.g.
     ``SGD(learning_rate=0.01, momentum=0.0, nesterov=False)``. The settings
     common to all optimizers (clipping, EMA, weight decay ...) are shown only
@@ -200,17 +200,6 @@ def epochs_to_reach(runs: pd.DataFrame, target: float, metric: str = "loss") -> 
     return pd.DataFrame(rows, columns=["config", "seed", "epochs", "final"])
 
 
-def reach_summary(values: pd.DataFrame, column: str, by: str = "config") -> pd.DataFrame:
-    """Mean and spread of `column` per `by` group (in order of appearance),
-    over the runs that reached the target only: columns mean, std, min, max,
-    ``reached`` (how many runs reached it) and ``runs``."""
-    grouped = values.groupby(by, sort=False)[column]
-    summary = grouped.agg(["mean", "std", "min", "max"])
-    summary["reached"] = grouped.count()
-    summary["runs"] = grouped.size()
-    return summary
-
-
 def best_rate(scores: Mapping[float, float]) -> float:
     """The learning rate with the lowest score (e.g. a final loss); a NaN or
     infinite score (a run that diverged) is never the best. Raises ValueError
@@ -252,11 +241,10 @@ def tune_then_train(
     frames = [
         train_over_seeds(
             {label: model},
-            None,
             data,
-            [sweep_seed],
-            epochs,
-            batch_size,
+            seeds=[sweep_seed],
+            epochs=epochs,
+            batch_size=batch_size,
             learning_rate=rate,
             progress=False,
             eager_validation=True,
@@ -268,11 +256,10 @@ def tune_then_train(
     best = best_rate(dict(zip(last["learning_rate"], last["loss"], strict=True)))
     runs = train_over_seeds(
         {label: model},
-        None,
         data,
-        seeds,
-        epochs,
-        batch_size,
+        seeds=seeds,
+        epochs=epochs,
+        batch_size=batch_size,
         learning_rate=best,
         progress=False,
         callbacks=callbacks,

@@ -39,12 +39,11 @@ def plot_learning_curves(
     histories: Mapping[str, pd.DataFrame],
     metrics: Sequence[str] = ("loss", "val_accuracy"),
     title: str | None = None,
-    log_loss: bool = False,
 ) -> plt.Figure:
     """One panel per metric, one line per run, side by side.
 
     `histories` maps a run's label to its history (a DataFrame indexed by
-    epoch, as `helpers.experiments.fit` returns, or a Keras `History.history`
+    epoch, as `helpers.training.train_quietly` returns, or a Keras `History.history`
     dict). Non-finite losses are drawn as gaps; a run whose loss became
     non-finite is marked "(diverged)" in the legend.
     """
@@ -65,8 +64,6 @@ def plot_learning_curves(
     for ax, metric in zip(axes[0], metrics, strict=True):
         ax.set_xlabel("epoch")
         ax.set_ylabel(METRIC_LABELS.get(metric, metric))
-        if "loss" in metric and log_loss:
-            ax.set_yscale("log")
         if "accuracy" in metric:
             ax.set_ylim(0, 1.02)
     axes[0][-1].legend(loc="best")
@@ -201,121 +198,8 @@ def plot_percentiles_over_steps(
     return ax
 
 
-STEP_LABELS = {
-    "loss": "training loss (per batch)",
-    "grad_norm": "gradient norm (before clipping)",
-    "update_norm": "size of the update ||Δw||",
-}
-
-
-def plot_steps(
-    runs: Mapping[str, pd.DataFrame],
-    columns: Sequence[str] = ("loss", "grad_norm"),
-    spike_factor: float | None = None,
-    hlines: Mapping[str, float] | None = None,
-    title: str | None = None,
-    stop_above: float = np.inf,
-) -> plt.Figure:
-    """Step-by-step records side by side, one panel per column (log scale),
-    one line per run.
-
-    `runs` maps a label to a table from `helpers.diagnostics.record_steps`
-    (indexed by step). A run whose loss became inf, NaN or above `stop_above`
-    (it blew up) is drawn up to its last finite value, ends with an "x" and is
-    marked "(blew up at step k)" in the legend. With `spike_factor`,
-    gradient-norm steps more than that many times the run's median are marked
-    as spikes. `hlines` draws labelled horizontal lines on the gradient-norm
-    panel (e.g. a clipping threshold).
-    """
-    fig, axes = plt.subplots(1, len(columns), figsize=(5.8 * len(columns), 4), squeeze=False)
-    spikes_labelled = False
-    for index, (label, steps) in enumerate(runs.items()):
-        color = f"C{index}"
-        healthy = steps["loss"].to_numpy() < stop_above  # False for NaN too
-        blew_up = not healthy.all()
-        if blew_up:
-            label = f"{label} (blew up at step {steps.index[~healthy][0]})"
-        for ax, column in zip(axes[0], columns, strict=True):
-            values = steps[column].replace([np.inf, -np.inf], np.nan)
-            ax.plot(steps.index, values, color=color, linewidth=1.2, label=label)
-            shown = values.dropna()
-            if blew_up and len(shown):
-                ax.plot(shown.index[-1], shown.iloc[-1], "x", color=color, markersize=10, mew=2)
-            if column == "grad_norm" and spike_factor is not None and len(shown):
-                spikes = shown[shown > spike_factor * shown.median()]
-                ax.plot(
-                    spikes.index,
-                    spikes,
-                    "o",
-                    color="tab:red",
-                    markersize=5,
-                    label=None if spikes_labelled else f"spike (> {spike_factor:g}x the median)",
-                )
-                spikes_labelled = spikes_labelled or len(spikes) > 0
-    for ax, column in zip(axes[0], columns, strict=True):
-        if column == "grad_norm" and hlines:
-            for (name, value), style in zip(hlines.items(), ("--", ":", "-."), strict=False):
-                ax.axhline(value, color="black", linestyle=style, linewidth=1, label=name)
-        ax.set_yscale("log")
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel(STEP_LABELS.get(column, column))
-    handles = {}
-    for ax in axes[0]:
-        for handle, text in zip(*ax.get_legend_handles_labels(), strict=True):
-            handles.setdefault(text, handle)
-    axes[0][-1].legend(handles.values(), handles.keys(), loc="best")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def plot_blowups_over_seeds(
-    runs: pd.DataFrame,
-    metric: str = "final_loss",
-    ylabel: str = "final training loss",
-    bar: float | None = None,
-    reference: Mapping[str, float] | None = None,
-    title: str | None = None,
-) -> plt.Axes:
-    """One column per configuration: a dot per seed at its final `metric`
-    (log scale), and a red "x" in the top band for each seed that blew up;
-    the tick labels count the blow-ups.
-
-    `runs` is the second table of `helpers.diagnostics.record_steps_over_seeds`
-    (columns ``config``, ``seed``, ``blew_up`` and `metric`). `bar` draws the
-    loss to reach; `reference` more labelled horizontal lines.
-    """
-    configs = list(dict.fromkeys(runs["config"]))
-    _, ax = plt.subplots(figsize=(max(6.5, 1.9 * len(configs)), 4.2))
-    top = ax.get_xaxis_transform()  # x in data, y in axes coordinates
-    labels = []
-    for position, config in enumerate(configs):
-        rows = runs[runs["config"] == config]
-        ok = rows[~rows["blew_up"]]
-        jitter = np.linspace(-0.12, 0.12, len(rows))[: len(ok)] if len(rows) > 1 else [0]
-        ax.scatter(position + np.asarray(jitter), ok[metric], color="black", s=22, zorder=3)
-        n_bad = int(rows["blew_up"].sum())
-        if n_bad:
-            xs = position + np.linspace(-0.12, 0.12, n_bad) if n_bad > 1 else [position]
-            ax.scatter(xs, [0.93] * n_bad, transform=top, marker="x", color="tab:red", s=60)
-        labels.append(f"{config}\n{n_bad} of {len(rows)} blew up")
-    ax.scatter([], [], color="black", s=22, label="one seed (final)")
-    ax.scatter([], [], marker="x", color="tab:red", s=60, label="one seed that blew up")
-    if bar is not None:
-        ax.axhline(bar, color="tab:green", linestyle="--", label=f"loss bar ({bar:g})")
-    for (name, value), style in zip((reference or {}).items(), (":", "-."), strict=False):
-        ax.axhline(value, color="gray", linestyle=style, label=name)
-    ax.set_yscale("log")
-    low, high = ax.get_ylim()
-    ax.set_ylim(low, high * 6)  # room for the blow-up band
-    ax.set_xticks(range(len(configs)), labels)
-    ax.set_xlim(-0.5, len(configs) - 0.5)
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return ax
+#: How far below its maximum `plot_descent_paths` colours a loss surface.
+DESCENT_DYNAMIC_RANGE = 1e4
 
 
 def _exit_point(inside_point, outside_point, x_range, y_range) -> np.ndarray:
@@ -338,7 +222,6 @@ def plot_descent_paths(
     xlabel: str,
     ylabel: str,
     title: str | None = None,
-    dynamic_range: float = 1e4,
     ax: plt.Axes | None = None,
     colorbar: bool = True,
 ) -> plt.Axes:
@@ -346,7 +229,7 @@ def plot_descent_paths(
 
     `x_grid`, `y_grid` and `loss` are 2-D arrays of the same shape (e.g.
     from `np.meshgrid`); the loss is coloured on a log scale spanning
-    `dynamic_range` below its maximum (lower values get the darkest colour).
+    `DESCENT_DYNAMIC_RANGE` below its maximum (lower values get the darkest colour).
     `paths` maps a label to the points visited, shape ``(steps + 1, 2)``, start
     first; the first path is drawn on top. A path that leaves the plotted area
     is drawn up to the edge (not beyond, even if it comes back), where the
@@ -355,6 +238,7 @@ def plot_descent_paths(
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(7.5, 5.5))
+    dynamic_range = DESCENT_DYNAMIC_RANGE
     top = np.log10(loss.max())
     levels = np.linspace(top - np.log10(dynamic_range), top, 25)
     shown = np.log10(np.clip(loss, loss.max() / dynamic_range, None))

@@ -24,8 +24,7 @@ def seed_new_weights(seed: int) -> None:
     too. TensorFlow's global seed is left alone on purpose: setting it (even
     to the same value) clears TensorFlow's kernel caches, so every compiled
     function is instantiated again, which costs seconds per run when one
-    compiled model is reused across seeds
-    (`helpers.experiments.train_over_seeds`). Shuffling takes its seed
+    compiled model is reused across seeds (`helpers.training.ReusedModel`). Shuffling takes its seed
     explicitly there.
     """
     random.seed(seed)

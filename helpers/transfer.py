@@ -1,35 +1,49 @@
-"""Plumbing for notebook 04 (reusing pretrained layers): the few-shot target
-task, and scratch-versus-transfer runs repeated over many seeds and data
-subsets.
+"""Plumbing for notebook 04 (reusing pretrained layers): the source and
+target tasks, the shipped model A, the few-shot draws, and scratch-versus-
+transfer runs repeated over many seeds and draws.
 
-The target task is the digits 5 to 9 (model A, see `helpers.pretrained`, was
-trained on 0 to 4). It is split once into a labelled *pool*, a validation set
-and a test set; each run draws its own few labelled examples per class from
-the pool (`few_shot`), so the runs differ in their data as well as in their
-initial weights.
+Model A (``data/model_A.keras``) is an MLP trained on the *source task*,
+scikit-learn's 8x8 digits 0 to 4; the *target task* is the digits 5 to 9,
+which model A has never seen. Both take the 64 pixel intensities divided by
+16 (range 0 to 1), as `digit_pixels` returns them. `helpers.course.model_a`
+regenerates the file.
 
-On a CPU these tiny trainings are dominated by per-call overhead, so the
-repeated runs train with one `fit` call over a repeated dataset
-(`fit_passes`), and reuse one compiled model per stage: each run loads the
-weights a fresh model would have (seeded with
-`helpers.seeding.seed_new_weights`, which leaves TensorFlow's compiled
-functions alone) and resets the optimizer, which gives what a freshly built
-and compiled model gives, without tracing again.
+The target task is split once into a labelled *pool*, a validation set and a
+test set; each run draws its own few labelled examples per class from the
+pool (`few_shot`), so the runs differ in their data as well as in their
+initial weights. The runs reuse one compiled model per stage
+(`helpers.training.ReusedModel`) and train in one `fit` call each
+(`helpers.training.train_passes`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
+from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from helpers.data import Split
-from helpers.pretrained import N_PIXELS, TARGET_CLASSES, accuracy, digit_pixels
+from helpers.data import Split, keep_classes
 from helpers.seeding import seed_new_weights
+from helpers.training import ReusedModel, accuracy, train_passes
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The folder of files the course ships (found from this package, not from
+#: the current directory, so notebooks run from anywhere).
+DATA_DIR = ROOT / "data"
+MODEL_A_PATH = DATA_DIR / "model_A.keras"
+
+SOURCE_CLASSES = (0, 1, 2, 3, 4)  # model A's task
+TARGET_CLASSES = (5, 6, 7, 8, 9)  # notebook 04's new task: never seen by model A
+N_PIXELS = 64
+PIXEL_MAX = 16.0  # digit pixels are integers 0..16
+HIDDEN_UNITS = 128  # model A's hidden layer
+SOURCE_TEST_FRACTION = 0.25
+SOURCE_SPLIT_SEED = 0
 
 POOL_FRACTION = 0.4  # labelled pool the few-shot examples are drawn from
 VALID_FRACTION = 0.2
@@ -40,6 +54,24 @@ MAX_N_PER_CLASS = 60
 MOMENTUM = 0.9
 LOSS = "sparse_categorical_crossentropy"
 FROZEN, FINE_TUNED = "transfer, frozen", "transfer, fine-tuned"
+
+
+def digit_pixels(classes) -> tuple[np.ndarray, np.ndarray]:
+    """The digits of `classes` as model A expects them: pixels divided by 16
+    (float32, range 0 to 1), labels relabelled 0..k-1 in sorted order."""
+    digits = load_digits()
+    x, y = keep_classes(digits.data, digits.target, classes)
+    return (x / PIXEL_MAX).astype("float32"), y.astype("int64")
+
+
+def source_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Model A's training and test sets: ``(x_train, y_train, x_test, y_test)``,
+    a stratified split of the source digits (fixed seed)."""
+    x, y = digit_pixels(SOURCE_CLASSES)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=SOURCE_TEST_FRACTION, stratify=y, random_state=SOURCE_SPLIT_SEED
+    )
+    return x_train, y_train, x_test, y_test
 
 
 def load_target_task(split_seed: int = 0) -> Split:
@@ -86,21 +118,6 @@ def few_shot(task: Split, n_per_class: int, seed: int) -> Split:
     )
 
 
-def fit_passes(model: keras.Model, x, y, epochs: int, batch_size: int, seed: int) -> None:
-    """Train `model` for `epochs` passes over ``(x, y)`` (reshuffled every
-    pass by `seed`) in a single silent `fit` call: the same updates as
-    ``fit(epochs=epochs)``, without Keras' per-epoch overhead."""
-    dataset = (
-        tf.data.Dataset.from_tensor_slices((x, y))
-        .cache()
-        .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-        .batch(batch_size)
-        .repeat(epochs)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-    model.fit(dataset, epochs=1, shuffle=False, verbose=0)
-
-
 def build_transfer_model(model_a: keras.Model, n_classes: int) -> keras.Sequential:
     """A new model on a *clone* of `model_a`: all its layers but the output
     layer (weights copied), then a new softmax output layer for `n_classes`.
@@ -126,28 +143,18 @@ def set_reused_trainable(
         layer.trainable = trainable and not frozen_bn
 
 
-class _Compiled:
-    """One compiled model reused for many runs: `reset` loads weights and
-    puts the optimizer back into its just-built state."""
-
-    def __init__(self, model: keras.Model, learning_rate: float, steps_per_execution: int):
-        model.compile(
-            optimizer=keras.optimizers.SGD(learning_rate=learning_rate, momentum=MOMENTUM),
-            loss=LOSS,
-            steps_per_execution=steps_per_execution,
-        )
-        model.optimizer.build(model.trainable_variables)
-        self.model = model
-        self._initial = [v.numpy() for v in model.optimizer.variables]
-
-    def reset(self, weights: list[np.ndarray]) -> keras.Model:
-        self.model.set_weights(weights)
-        for variable, value in zip(self.model.optimizer.variables, self._initial, strict=True):
-            variable.assign(value)
-        return self.model
+def _compiled(model: keras.Model, learning_rate: float, steps_per_execution: int) -> ReusedModel:
+    """`model` compiled with notebook 04's optimizer (SGD with momentum), for reuse."""
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=learning_rate, momentum=MOMENTUM),
+        loss=LOSS,
+        steps_per_execution=steps_per_execution,
+    )
+    return ReusedModel(model)
 
 
-def _row(config: str, seed: int, model: keras.Model, data: Split) -> dict:
+def _accuracies(config: str, seed: int, model: keras.Model, data: Split) -> dict:
+    """One run's row: its train accuracy (on its few examples) and test accuracy."""
     return {
         "config": config,
         "seed": seed,
@@ -174,16 +181,12 @@ def scratch_runs(
     its initial weights under `seed`. One row per run: config, seed,
     train_accuracy (on its few examples), test_accuracy.
     """
-    rows, compiled = [], None
+    rows, reused = [], _compiled(build(), learning_rate, steps_per_execution)
     for seed in seeds:
         data = few_shot(task, n_per_class, seed)
-        seed_new_weights(seed)  # not TF's global seed: keeps the compiled functions
-        fresh = build()
-        if compiled is None:
-            compiled = _Compiled(build(), learning_rate, steps_per_execution)
-        model = compiled.reset(fresh.get_weights())
-        fit_passes(model, data.x_train, data.y_train, epochs, batch_size, seed)
-        rows.append(_row(label, seed, model, data))
+        model = reused.reset(seed)
+        train_passes(model, data.x_train, data.y_train, epochs, batch_size, seed)
+        rows.append(_accuracies(label, seed, model, data))
     return pd.DataFrame(rows)
 
 
@@ -211,37 +214,24 @@ def transfer_runs(
     does). Two rows per run, configs `FROZEN` (after the first stage) and
     `FINE_TUNED` (after the second), with train and test accuracy.
     """
-    n_classes = task.n_classes
-    rows, frozen, tuned = [], None, None
+    first = build_transfer_model(model_a, task.n_classes)
+    set_reused_trainable(first, False)
+    frozen = _compiled(first, learning_rate, steps_per_execution)
+    second = build_transfer_model(model_a, task.n_classes)
+    set_reused_trainable(second, True, train_batchnorm)
+    tuned = _compiled(second, finetune_learning_rate, steps_per_execution)
+    rows = []
     for seed in seeds:
         data = few_shot(task, n_per_class, seed)
-        seed_new_weights(seed)  # not TF's global seed: keeps the compiled functions
-        fresh = build_transfer_model(model_a, n_classes)
-        if frozen is None:
-            first = build_transfer_model(model_a, n_classes)
-            set_reused_trainable(first, False)
-            frozen = _Compiled(first, learning_rate, steps_per_execution)
-            second = build_transfer_model(model_a, n_classes)
-            set_reused_trainable(second, True, train_batchnorm)
-            tuned = _Compiled(second, finetune_learning_rate, steps_per_execution)
-        model = frozen.reset(fresh.get_weights())
-        fit_passes(model, data.x_train, data.y_train, epochs_frozen, batch_size, seed)
-        rows.append(_row(FROZEN, seed, model, data))
-        model = tuned.reset(model.get_weights())
-        fit_passes(model, data.x_train, data.y_train, epochs_finetune, batch_size, seed)
-        rows.append(_row(FINE_TUNED, seed, model, data))
+        seed_new_weights(seed)  # the new output layer's initial weights
+        fresh = build_transfer_model(model_a, task.n_classes)
+        model = frozen.reset(weights=fresh.get_weights())
+        train_passes(model, data.x_train, data.y_train, epochs_frozen, batch_size, seed)
+        rows.append(_accuracies(FROZEN, seed, model, data))
+        model = tuned.reset(weights=model.get_weights())
+        train_passes(model, data.x_train, data.y_train, epochs_finetune, batch_size, seed)
+        rows.append(_accuracies(FINE_TUNED, seed, model, data))
     return pd.DataFrame(rows)
-
-
-def summarize_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration (in the order they were run): mean, std, min and max
-    test accuracy over the runs, the mean train accuracy, and the number of
-    runs."""
-    grouped = runs.groupby("config", sort=False)
-    summary = grouped["test_accuracy"].agg(["mean", "std", "min", "max"])
-    summary["train mean"] = grouped["train_accuracy"].mean()
-    summary["runs"] = grouped.size()
-    return summary
 
 
 def paired_differences(runs: pd.DataFrame, config: str, baseline: str) -> pd.Series:
@@ -249,16 +239,3 @@ def paired_differences(runs: pd.DataFrame, config: str, baseline: str) -> pd.Ser
     same seed: the same few-shot examples), indexed by seed."""
     table = runs.pivot(index="seed", columns="config", values="test_accuracy")
     return (table[config] - table[baseline]).rename(f"{config} - {baseline}")
-
-
-def plain_mlp(n_classes: int, hidden_units: int, batch_norm: bool = False) -> keras.Sequential:
-    """The scratch model of notebook 04: model A's architecture (Dense(ReLU),
-    optionally BatchNormalization, softmax output), untrained."""
-    layers: list[keras.layers.Layer] = [
-        keras.Input(shape=(N_PIXELS,)),
-        keras.layers.Dense(hidden_units, activation="relu"),
-    ]
-    if batch_norm:
-        layers.append(keras.layers.BatchNormalization())
-    layers.append(keras.layers.Dense(n_classes, activation="softmax"))
-    return keras.Sequential(layers)

@@ -5,22 +5,21 @@ import pytest
 import tensorflow as tf
 
 from helpers.data import load_digits_split
-from helpers.experiments import train_over_seeds
 from helpers.models import build_mlp
 from helpers.optimizers import (
     EffectiveRateRecorder,
     best_rate,
     descend,
-    describe,
     effective_learning_rates,
     epochs_to_reach,
     hyperparameter_table,
     hyperparameters,
-    reach_summary,
     steps_to_reach,
     tune_then_train,
+    update_rule,
 )
 from helpers.seeding import seed_everything
+from helpers.training import summarize, train_over_seeds
 
 
 def bowl(w):
@@ -98,9 +97,9 @@ def test_epochs_to_reach_and_summary():
     reach = epochs_to_reach(runs, target=0.3)
     assert reach["epochs"].tolist()[:2] == [3.0, 2.0] and np.isnan(reach["epochs"].iloc[2])
     assert reach["final"].tolist() == [0.2, 0.1, 1.2]
-    summary = reach_summary(reach, "epochs")
-    assert summary.loc["a", "mean"] == 2.5 and summary.loc["a", "reached"] == 2
-    assert summary.loc["b", "reached"] == 0 and summary.loc["b", "runs"] == 1
+    summary = summarize(reach, "epochs")
+    assert summary.loc["a", "mean"] == 2.5 and summary.loc["a", "n"] == 2
+    assert summary.loc["b", "n"] == 0 and summary.loc["b", "runs"] == 1
     assert list(summary.index) == ["a", "b"]
 
 
@@ -115,8 +114,8 @@ def test_every_hyperparameter_is_shown_including_the_defaults():
     plain = keras.optimizers.SGD(learning_rate=0.01)
     assert hyperparameters(plain)["momentum"] == 0.0
     assert hyperparameters(plain)["learning_rate"] == 0.01  # not 0.009999999776
-    assert describe(plain) == "SGD(learning_rate=0.01, momentum=0.0, nesterov=False)"
-    assert "weight_decay=0.004" in describe(keras.optimizers.AdamW(learning_rate=0.001))
+    assert update_rule(plain) == "SGD(learning_rate=0.01, momentum=0.0, nesterov=False)"
+    assert "weight_decay=0.004" in update_rule(keras.optimizers.AdamW(learning_rate=0.001))
     table = hyperparameter_table({"sgd": plain, "adam": keras.optimizers.Adam()})
     assert list(table.columns) == ["sgd", "adam"]
     assert table.loc["momentum", "sgd"] == "0.0" and table.loc["momentum", "adam"] == ""
@@ -148,7 +147,13 @@ def test_recorder_sees_adagrad_steps_shrink_in_every_run():
     model.compile(optimizer=keras.optimizers.Adagrad(0.05), loss="sparse_categorical_crossentropy")
     recorder = EffectiveRateRecorder(percentiles=(50,))
     runs = train_over_seeds(
-        {"adagrad": model}, None, data, [1, 2], 3, 128, progress=False, callbacks=[recorder]
+        {"adagrad": model},
+        data,
+        seeds=[1, 2],
+        epochs=3,
+        batch_size=128,
+        progress=False,
+        callbacks=[recorder],
     )
     assert len(runs) == 6
     history = recorder.history
@@ -172,7 +177,13 @@ def test_tune_then_train_picks_the_lowest_final_loss_and_runs_it_on_new_seeds(ca
     assert best == last.idxmin() == 0.1  # a 100x smaller rate barely moves in 2 epochs
     assert set(runs["seed"]) == {6, 7} and len(runs) == 4
     alone = train_over_seeds(
-        {"sgd": model}, None, data, [6], 2, 64, learning_rate=0.1, progress=False
+        {"sgd": model},
+        data,
+        seeds=[6],
+        epochs=2,
+        batch_size=64,
+        learning_rate=0.1,
+        progress=False,
     )
     np.testing.assert_allclose(runs[runs["seed"] == 6]["loss"], alone["loss"], rtol=1e-5)
     assert "sgd: 2 rates on seed 5, then the best on 2 new seeds" in capsys.readouterr().out

@@ -78,61 +78,6 @@ def test_percentiles_over_steps_draws_one_layer_in_step_order():
         plots.plot_percentiles_over_steps(recorded, layer=7)
 
 
-def step_table(losses, grad_norms):
-    index = pd.RangeIndex(1, len(losses) + 1, name="step")
-    return pd.DataFrame(
-        {"epoch": 1, "loss": losses, "grad_norm": grad_norms, "update_norm": grad_norms},
-        index=index,
-    )
-
-
-def test_steps_log_panels_mark_blowups_spikes_and_thresholds():
-    ok = step_table([1.0, 0.5, 0.4, 0.3], [1.0, 1.0, 50.0, 1.0])
-    bad = step_table([1.0, 1.0, 1.0, 5.0, np.inf], [1.0, 1.0, 1.0, 300.0, np.nan])
-    fig = plots.plot_steps(
-        {"ok": ok, "bad": bad}, spike_factor=10, hlines={"clip_norm": 2.0}, title="t"
-    )
-    left, right = fig.axes
-    assert left.get_yscale() == right.get_yscale() == "log"
-    assert left.get_ylabel() == "training loss (per batch)"
-    assert right.get_ylabel() == "gradient norm (before clipping)"
-    labels = [t.get_text() for t in right.get_legend().get_texts()]
-    assert labels == ["ok", "bad (blew up at step 5)", "spike (> 10x the median)", "clip_norm"]
-    # a loss above stop_above counts as a blow-up too
-    fig = plots.plot_steps({"ok": step_table([0.5, 0.4, 2.0], [1.0, 1.0, 1.0])}, stop_above=1.0)
-    labels = [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
-    assert labels == ["ok (blew up at step 3)"]
-    # the spike of "ok" (50 > 10 x median 1) and the spike of "bad" (300) are marked
-    marked = [
-        y
-        for line in right.lines
-        if line.get_marker() == "o" and line.get_linestyle() == "None"
-        for y in line.get_ydata()
-    ]
-    assert sorted(marked) == [50.0, 300.0]
-
-
-def test_blowups_over_seeds_counts_them_in_the_tick_labels():
-    runs = pd.DataFrame(
-        {
-            "config": ["plain"] * 3 + ["clipped"] * 3,
-            "seed": [1, 2, 3] * 2,
-            "blew_up": [True, True, False, False, False, False],
-            "final_loss": [np.nan, np.nan, 0.3, 0.2, 0.19, 0.21],
-        }
-    )
-    ax = plots.plot_blowups_over_seeds(runs, bar=0.25, reference={"mean": 0.17})
-    ticks = [t.get_text() for t in ax.get_xticklabels()]
-    assert ticks == ["plain\n2 of 3 blew up", "clipped\n0 of 3 blew up"]
-    assert ax.get_yscale() == "log"
-    dots = sum(
-        len(c.get_offsets()) for c in ax.collections if not c.get_label().startswith("one seed")
-    )
-    assert dots == 6  # 4 finite seeds as dots, 2 blow-ups as crosses
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "loss bar (0.25)" in labels and "mean" in labels
-
-
 def test_descent_paths_stay_in_the_grid_and_say_where_a_thrown_path_went():
     x, y = np.meshgrid(np.linspace(0, 1, 20), np.linspace(0, 1, 20))
     loss = 0.01 + x**2 + y**2

@@ -4,22 +4,25 @@ import pandas as pd
 import pytest
 
 from helpers import transfer
-from helpers.pretrained import accuracy, load_model_a
-from helpers.seeding import seed_everything, seed_new_weights
+from helpers.models import build_mlp
+from helpers.seeding import seed_new_weights
+from helpers.training import accuracy, train_passes
 from helpers.transfer import (
     FINE_TUNED,
     FROZEN,
+    MODEL_A_PATH,
     build_transfer_model,
     few_shot,
-    fit_passes,
     load_target_task,
     paired_differences,
-    plain_mlp,
     scratch_runs,
     set_reused_trainable,
-    summarize_runs,
     transfer_runs,
 )
+
+
+def plain_mlp():
+    return build_mlp(1, 16, n_classes=5)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +32,7 @@ def task():
 
 @pytest.fixture(scope="module")
 def model_a():
-    return load_model_a()
+    return keras.models.load_model(MODEL_A_PATH)
 
 
 def test_target_task_is_the_digits_model_a_never_saw(task):
@@ -58,15 +61,10 @@ def test_few_shot_refuses_impossible_sizes(task, n):
         few_shot(task, n, seed=0)
 
 
-def test_fit_passes_trains_all_passes_in_one_call(task):
-    data = few_shot(task, 4, seed=0)
-    seed_everything(0)
-    model = plain_mlp(5, 16)
-    model.compile(optimizer=keras.optimizers.SGD(0.05), loss=transfer.LOSS)
-    before = accuracy(model, data.x_train, data.y_train)
-    fit_passes(model, data.x_train, data.y_train, epochs=7, batch_size=8, seed=0)
-    assert int(model.optimizer.iterations) == 7 * 3  # 20 examples: 3 batches per pass
-    assert accuracy(model, data.x_train, data.y_train) > before
+def test_inputs_are_pixels_divided_by_16():
+    x, y = transfer.digit_pixels(transfer.SOURCE_CLASSES)
+    assert x.dtype == np.float32 and x.min() == 0.0 and x.max() == 1.0
+    assert sorted(set(y)) == list(range(len(transfer.SOURCE_CLASSES)))
 
 
 def test_transfer_model_copies_a_and_leaves_it_alone(task, model_a):
@@ -80,7 +78,7 @@ def test_transfer_model_copies_a_and_leaves_it_alone(task, model_a):
     assert model.layers[0] is not model_a.layers[0]
     before = model_a(task.x_test).numpy()
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss=transfer.LOSS)
-    fit_passes(model, task.x_train, task.y_train, epochs=1, batch_size=32, seed=0)
+    train_passes(model, task.x_train, task.y_train, epochs=1, batch_size=32, seed=0)
     assert not np.array_equal(model.layers[0].kernel.numpy(), model_a.layers[0].kernel.numpy())
     assert np.array_equal(model_a(task.x_test).numpy(), before)
 
@@ -107,7 +105,7 @@ def fresh_transfer_run(model_a, task, seed, n_per_class=3, epochs=(4, 3)):
             optimizer=keras.optimizers.SGD(learning_rate, momentum=transfer.MOMENTUM),
             loss=transfer.LOSS,
         )
-        fit_passes(model, data.x_train, data.y_train, passes, batch_size=8, seed=seed)
+        train_passes(model, data.x_train, data.y_train, passes, batch_size=8, seed=seed)
         results.append(accuracy(model, data.x_test, data.y_test))
     return results
 
@@ -126,31 +124,21 @@ def test_transfer_runs_equal_fresh_models(task, model_a):
 
 
 def test_scratch_runs_equal_fresh_models(task):
-    runs = scratch_runs("s", lambda: plain_mlp(5, 16), task, 3, [1, 2], 6, 0.05, batch_size=8)
+    runs = scratch_runs("s", lambda: plain_mlp(), task, 3, [1, 2], 6, 0.05, batch_size=8)
     for seed in (1, 2):
         data = few_shot(task, 3, seed)
         seed_new_weights(seed)
-        model = plain_mlp(5, 16)
+        model = plain_mlp()
         model.compile(
             optimizer=keras.optimizers.SGD(0.05, momentum=transfer.MOMENTUM), loss=transfer.LOSS
         )
-        fit_passes(model, data.x_train, data.y_train, 6, batch_size=8, seed=seed)
+        train_passes(model, data.x_train, data.y_train, 6, batch_size=8, seed=seed)
         row = runs[runs["seed"] == seed].iloc[0]
         assert row["test_accuracy"] == pytest.approx(accuracy(model, data.x_test, data.y_test))
         assert row["train_accuracy"] == pytest.approx(accuracy(model, data.x_train, data.y_train))
 
 
-def test_plain_mlp_with_and_without_batchnorm():
-    assert [type(layer).__name__ for layer in plain_mlp(5, 8).layers] == ["Dense", "Dense"]
-    with_bn = plain_mlp(5, 8, batch_norm=True)
-    assert [type(layer).__name__ for layer in with_bn.layers] == [
-        "Dense",
-        "BatchNormalization",
-        "Dense",
-    ]
-
-
-def test_summaries_and_paired_differences():
+def test_paired_differences():
     runs = pd.DataFrame(
         {
             "config": ["b", "b", "a", "a"],
@@ -159,10 +147,5 @@ def test_summaries_and_paired_differences():
             "test_accuracy": [0.8, 0.6, 0.7, 0.9],
         }
     )
-    summary = summarize_runs(runs)
-    assert list(summary.index) == ["b", "a"]
-    assert summary.loc["b", "mean"] == pytest.approx(0.7)
-    assert summary.loc["a", "train mean"] == pytest.approx(0.75)
-    assert summary.loc["a", "runs"] == 2
     differences = paired_differences(runs, "a", "b")
     assert differences.loc[1] == pytest.approx(-0.1) and differences.loc[2] == pytest.approx(0.3)

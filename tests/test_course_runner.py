@@ -2,7 +2,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from helpers import runner
+from helpers.course import cli, runner
 
 
 def make_notebook(path, threshold_source="threshold: float = 0.5  # bar for the claim"):
@@ -74,9 +74,9 @@ def test_erroring_notebook_is_reported(course, tmp_path):
 def test_main_exit_codes(course, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(runner, "NOTEBOOKS_DIR", course)
     out = str(tmp_path / "build")
-    assert runner.main(["run", "01", "--output-dir", out]) == 0
-    assert runner.main(["run", "01", "-p", "threshold", "0.9", "--output-dir", out]) == 1
-    assert runner.main(["run", "nope", "--output-dir", out]) == 2
+    assert cli.main(["run", "01", "--output-dir", out]) == 0
+    assert cli.main(["run", "01", "-p", "threshold", "0.9", "--output-dir", out]) == 1
+    assert cli.main(["run", "nope", "--output-dir", out]) == 2
     assert "matches no notebook" in capsys.readouterr().err
 
 
@@ -150,7 +150,7 @@ def test_main_runs_each_set_into_its_folder(course, tmp_path, monkeypatch, capsy
     monkeypatch.setattr(runner, "NOTEBOOKS_DIR", course)
     sets = write_variants(tmp_path, "low: {threshold: 0.1}\nhigh: {threshold: 0.9}\n")
     out = tmp_path / "build"
-    code = runner.main(["run", "01", "--variants", str(sets), "--output-dir", str(out)])
+    code = cli.main(["run", "01", "--variants", str(sets), "--output-dir", str(out)])
     assert code == 1  # the "high" set fails a claim
     low, high = (out / "variants" / name for name in ("low", "high"))
     assert "| 01_first | " in (low / "summary.md").read_text()
@@ -166,10 +166,10 @@ def test_main_refuses_bad_variants_before_running(course, tmp_path, monkeypatch,
     monkeypatch.setattr(runner, "NOTEBOOKS_DIR", course)
     out = tmp_path / "build"
     sets = write_variants(tmp_path, "a: {threshold: 0.1\n")
-    assert runner.main(["run", "--variants", str(sets), "--output-dir", str(out)]) == 2
+    assert cli.main(["run", "--variants", str(sets), "--output-dir", str(out)]) == 2
     assert "not valid YAML" in capsys.readouterr().err
     sets = write_variants(tmp_path, "a: {depht: 3}\n")
-    assert runner.main(["run", "--variants", str(sets), "--output-dir", str(out)]) == 2
+    assert cli.main(["run", "--variants", str(sets), "--output-dir", str(out)]) == 2
     assert "depht (set 'a')" in capsys.readouterr().err
     assert not out.exists()
 
@@ -177,7 +177,7 @@ def test_main_refuses_bad_variants_before_running(course, tmp_path, monkeypatch,
 def test_main_student_writes_copies(course, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(runner, "NOTEBOOKS_DIR", course)
     out = tmp_path / "student"
-    assert runner.main(["student", "02", "--output-dir", str(out)]) == 0
+    assert cli.main(["student", "02", "--output-dir", str(out)]) == 0
     assert [p.name for p in out.iterdir()] == ["02_second.ipynb"]
-    assert runner.main(["student", "07", "--output-dir", str(out)]) == 2
+    assert cli.main(["student", "07", "--output-dir", str(out)]) == 2
     assert "'07' matches no notebook" in capsys.readouterr().err

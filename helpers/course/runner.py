@@ -1,61 +1,32 @@
 """The course runner: execute notebooks headless with papermill, count their
-claims and summarize, as Markdown (summary.md) and as a static HTML index of
-the rendered notebooks (index.html).
-
-    python -m helpers run                      # every notebook
-    python -m helpers run 01 -p seed 3         # notebooks whose name starts with 01
-    python -m helpers run --output-dir build   # where executed copies go
-    python -m helpers run --variants sets.yml  # each named set into build/variants/NAME/
-    python -m helpers student                  # student copies into build/student/
+claims and summarize the run (`helpers.course.report`). The command line is
+in `helpers.course.cli`.
 
 A parameter is passed to each notebook that declares it; one that no selected
-notebook declares is refused before anything runs. The exit status is non-zero
-when a notebook errors or one of its claims fails, and 2 for bad input.
+notebook declares is refused before anything runs (`RunnerError`).
 """
 
 from __future__ import annotations
 
-import argparse
+import os
 import re
-import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 import yaml
 
-from helpers import workshop
-from helpers.claims import count_claims
+from helpers.claims import CLAIMS_LOG, count_claims
+from helpers.course.report import NotebookResult, index_html, render_html, summary_table
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = ROOT / "notebooks"
 VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class RunnerError(ValueError):
     """Bad input to the runner, reported before anything runs."""
-
-
-@dataclass
-class NotebookResult:
-    name: str
-    seconds: float
-    held: int
-    failed: int
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and self.failed == 0
-
-    @property
-    def status(self) -> str:
-        """``ok``, ``claim failed`` or ``error: <the error>``."""
-        if self.error:
-            return f"error: {self.error}"
-        return "claim failed" if self.failed else "ok"
 
 
 def course_notebooks(directory: Path | None = None) -> list[Path]:
@@ -184,14 +155,22 @@ def claims_in(notebook: nbformat.NotebookNode) -> tuple[int, int]:
     return held, failed
 
 
-def run_notebook(path: Path, output_dir: Path, parameters: dict) -> NotebookResult:
-    """Execute one notebook with papermill into `output_dir`; never raises for
-    a failing notebook, the result says what happened."""
+def run_notebook(
+    path: Path, output_dir: Path, parameters: dict, output_name: str | None = None
+) -> NotebookResult:
+    """Execute one notebook with papermill into ``output_dir/output_name``
+    (default: its own name); never raises for a failing notebook, the result
+    says what happened. Every claim the notebook makes is also recorded, one
+    JSON line each, in a ``.claims.jsonl`` file next to the executed copy
+    (`helpers.claims.CLAIMS_LOG`)."""
     import papermill
 
-    output = output_dir / path.name
+    output = output_dir / (output_name or path.name)
+    claims_log = output.with_suffix(".claims.jsonl")
+    claims_log.unlink(missing_ok=True)
     start = time.perf_counter()
     error = None
+    os.environ[CLAIMS_LOG] = str(claims_log)  # the kernel inherits it
     try:
         papermill.execute_notebook(
             str(path),
@@ -203,20 +182,11 @@ def run_notebook(path: Path, output_dir: Path, parameters: dict) -> NotebookResu
         )
     except papermill.PapermillExecutionError as failure:
         error = f"{failure.ename}: {failure.evalue}"
+    finally:
+        del os.environ[CLAIMS_LOG]
     seconds = time.perf_counter() - start
     held, failed = claims_in(nbformat.read(output, as_version=4)) if output.exists() else (0, 0)
     return NotebookResult(path.stem, seconds, held, failed, error)
-
-
-def summary_table(results: Sequence[NotebookResult]) -> str:
-    """A Markdown table: notebook, seconds, claims held / failed, status."""
-    lines = [
-        "| notebook | seconds | claims held | claims failed | status |",
-        "|---|---:|---:|---:|---|",
-    ]
-    for r in results:
-        lines.append(f"| {r.name} | {r.seconds:.0f} | {r.held} | {r.failed} | {r.status} |")
-    return "\n".join(lines)
 
 
 def run_course(
@@ -269,7 +239,7 @@ def run_and_summarize(
         print(f"[{index}/{len(declared)}] {path.stem} {shown}".rstrip(), flush=True)
         result = run_notebook(path, output_dir, own)
         if (output_dir / path.name).exists():
-            workshop.render_html(output_dir / path.name)
+            render_html(output_dir / path.name)
         mark = "ok" if result.ok else "FAILED"
         print(
             f"      {mark} in {result.seconds:.0f} s, claims held {result.held},"
@@ -282,62 +252,7 @@ def run_and_summarize(
     table = summary_table(results)
     summary = f"# {title}\n\n{subtitle}\n\n{table}\n"
     (output_dir / "summary.md").write_text(summary, encoding="utf-8")
-    index = workshop.index_html(results, output_dir, title, subtitle)
+    index = index_html(results, output_dir, title, subtitle)
     (output_dir / "index.html").write_text(index, encoding="utf-8")
     print(f"\n{table}\n\nExecuted notebooks, HTML pages, summary.md and index.html: {output_dir}/")
     return results
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The command line: ``run`` and ``student`` (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="execute notebooks with papermill")
-    run.add_argument("notebooks", nargs="*", help="names or prefixes (default: all)")
-    run.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("NAME", "VALUE"),
-        help="a parameter for every notebook that declares it (repeatable)",
-    )
-    run.add_argument(
-        "--variants",
-        type=Path,
-        metavar="FILE",
-        help="YAML file of named parameter sets; each set runs into OUTPUT_DIR/variants/NAME/",
-    )
-    run.add_argument("--output-dir", type=Path, default=ROOT / "build")
-    student = commands.add_parser("student", help="write student copies without solutions")
-    student.add_argument("notebooks", nargs="*", help="names or prefixes (default: all)")
-    student.add_argument("--output-dir", type=Path, default=ROOT / "build" / "student")
-    args = parser.parse_args(argv)
-    try:
-        return student_command(args) if args.command == "student" else run_command(args)
-    except RunnerError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-
-
-def run_command(args: argparse.Namespace) -> int:
-    """``run``: the course, or each named set of `args.variants`, with the
-    ``-p`` parameters (a set's own values win); 1 if anything failed."""
-    parameters = {name: parse_value(value) for name, value in args.parameter}
-    if args.variants:
-        variants = load_variants(args.variants)
-        sets = {name: {**parameters, **own} for name, own in variants.items()}
-        runs = run_variants(args.notebooks, sets, args.output_dir).values()
-        results = [result for run_results in runs for result in run_results]
-    else:
-        results = run_course(args.notebooks, parameters, args.output_dir)
-    return 0 if all(r.ok for r in results) else 1
-
-
-def student_command(args: argparse.Namespace) -> int:
-    """``student``: write the selected notebooks' student copies."""
-    notebooks = select_notebooks(args.notebooks)
-    for path in workshop.write_student_copies(notebooks, args.output_dir):
-        print(path)
-    return 0

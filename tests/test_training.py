@@ -3,9 +3,19 @@ import numpy as np
 import pytest
 
 from helpers.data import load_digits_split
-from helpers.experiments import final_epoch_summary, fit, make_dataset, train_over_seeds
 from helpers.models import build_mlp
 from helpers.seeding import seed_everything, seed_new_weights
+from helpers.training import (
+    ReusedModel,
+    final_epoch_summary,
+    fresh_weights,
+    initial_optimizer_state,
+    make_dataset,
+    summarize,
+    train_over_seeds,
+    train_passes,
+    train_quietly,
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +43,7 @@ def test_fit_returns_history_indexed_by_epoch(digits):
     seed_everything(0)
     model = tiny_mlp()
     model.compile(optimizer=sgd(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    history = fit(model, digits, epochs=4, batch_size=64, validation_freq=2)
+    history = train_quietly(model, digits, epochs=4, batch_size=64, validation_freq=2)
     assert list(history.index) == [1, 2, 3, 4]
     assert history["val_accuracy"].isna().tolist() == [True, False, True, False]
     assert history["loss"].iloc[-1] < history["loss"].iloc[0]
@@ -43,7 +53,13 @@ def test_train_over_seeds_equals_fresh_models(digits):
     """Reusing one compiled model per config must give what a fresh model
     trained alone under the same seed gives (weights and optimizer reset)."""
     runs = train_over_seeds(
-        {"tiny": tiny_mlp}, sgd, digits, seeds=[1, 2], epochs=3, batch_size=64, progress=False
+        {"tiny": tiny_mlp},
+        digits,
+        make_optimizer=sgd,
+        seeds=[1, 2],
+        epochs=3,
+        batch_size=64,
+        progress=False,
     )
     assert len(runs) == 2 * 3
     assert list(runs.columns[:3]) == ["config", "seed", "epoch"]
@@ -56,7 +72,7 @@ def test_train_over_seeds_equals_fresh_models(digits):
             metrics=["accuracy"],
             steps_per_execution=32,
         )
-        alone = fit(fresh, digits, epochs=3, batch_size=64, seed=seed, validation_freq=3)
+        alone = train_quietly(fresh, digits, epochs=3, batch_size=64, seed=seed, validation_freq=3)
         reused = runs[runs["seed"] == seed]
         np.testing.assert_allclose(reused["loss"], alone["loss"], rtol=1e-5)
 
@@ -76,6 +92,48 @@ def test_final_epoch_summary():
     assert list(summary.index) == ["b", "a"]
     assert summary.loc["b", "mean"] == pytest.approx(0.6)
     assert summary.loc["a", "std"] == 0
+    assert summary.loc["a", "runs"] == 2
+
+
+def test_summarize_counts_the_runs_that_have_a_value():
+    import pandas as pd
+
+    values = pd.DataFrame({"config": ["x", "x", "x", "y"], "epochs": [2.0, np.nan, 4.0, 1.0]})
+    summary = summarize(values, "epochs")
+    assert summary.loc["x", "mean"] == 3.0
+    assert (summary.loc["x", "n"], summary.loc["x", "runs"]) == (2, 3)
+
+
+def test_train_passes_runs_every_pass_in_one_call(digits):
+    x, y = digits.x_train[:100], digits.y_train[:100]
+    seed_everything(0)
+    model = tiny_mlp()
+    model.compile(optimizer=sgd(), loss="sparse_categorical_crossentropy")
+    train_passes(model, x, y, epochs=3, batch_size=32, seed=0)
+    assert int(model.optimizer.iterations) == 3 * 4  # 4 batches per pass
+
+
+def test_reused_model_reset_is_a_fresh_model(digits):
+    """After training, reset(seed) gives the weights a fresh build draws under
+    that seed and a zero optimizer state; explicit weights are loaded as given."""
+    seed_everything(0)
+    model = tiny_mlp()
+    model.compile(optimizer=sgd(), loss="sparse_categorical_crossentropy")
+    reused = ReusedModel(model)
+    train_quietly(model, digits, epochs=1, batch_size=64, validate=False)
+    assert int(model.optimizer.iterations) > 0
+    reused.reset(5)
+    seed_new_weights(5)
+    for a, b in zip(model.get_weights(), tiny_mlp().get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert int(model.optimizer.iterations) == 0
+    assert all(not np.any(v.numpy()) for v in model.optimizer.variables if "momentum" in v.name)
+    zeros = [np.zeros_like(w) for w in model.get_weights()]
+    assert not np.any(reused.reset(weights=zeros).get_weights()[0])
+    with pytest.raises(ValueError, match="seed or weights"):
+        reused.reset()
+    with pytest.raises(ValueError, match="compile"):
+        ReusedModel(tiny_mlp())
 
 
 def test_train_over_seeds_reuses_a_compiled_model(digits):
@@ -85,58 +143,65 @@ def test_train_over_seeds_reuses_a_compiled_model(digits):
     seed_everything(0)
     model = tiny_mlp()
     model.compile(optimizer=sgd(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    fit(model, digits, epochs=1, batch_size=64)  # momentum buffers and steps now non-zero
+    train_quietly(model, digits, epochs=1, batch_size=64)  # momentum buffers and steps now non-zero
     runs = train_over_seeds(
-        {"reused": model}, None, digits, seeds=[1], epochs=2, batch_size=64, progress=False
+        {"reused": model}, digits, seeds=[1], epochs=2, batch_size=64, progress=False
     )
     seed_new_weights(1)
     fresh = tiny_mlp()
     fresh.compile(optimizer=sgd(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    alone = fit(fresh, digits, epochs=2, batch_size=64, seed=1, validation_freq=2)
+    alone = train_quietly(fresh, digits, epochs=2, batch_size=64, seed=1, validation_freq=2)
     np.testing.assert_allclose(runs["loss"], alone["loss"], rtol=1e-5)
 
     faster = train_over_seeds(
-        {"reused": model}, None, digits, [1], 2, 64, learning_rate=0.2, progress=False
+        {"reused": model},
+        digits,
+        seeds=[1],
+        epochs=2,
+        batch_size=64,
+        learning_rate=0.2,
+        progress=False,
     )
     assert float(model.optimizer.learning_rate) == pytest.approx(0.2)
     assert not np.allclose(faster["loss"], runs["loss"])
 
 
 def test_train_over_seeds_refuses_unusable_configs(digits):
+    once = dict(seeds=[1], epochs=1, batch_size=64, progress=False)
     with pytest.raises(ValueError, match="compile the model first"):
-        train_over_seeds({"raw": tiny_mlp()}, None, digits, [1], 1, 64, progress=False)
+        train_over_seeds({"raw": tiny_mlp()}, digits, **once)
     with pytest.raises(ValueError, match="pass make_optimizer"):
-        train_over_seeds({"built": tiny_mlp}, None, digits, [1], 1, 64, progress=False)
+        train_over_seeds({"built": tiny_mlp}, digits, **once)
 
 
 @pytest.mark.parametrize("batch_norm", [None, "before", "after"])
-def test_fresh_weights_are_those_a_clone_would_draw(batch_norm):
+def testfresh_weights_are_those_a_clone_would_draw(batch_norm):
     """The fast re-draw of a reused model's weights gives exactly the weights
     `keras.models.clone_model` gives under the same seed."""
-    from helpers.experiments import _fresh_weights
-    from helpers.seeding import seed_new_weights
-
     model = build_mlp(depth=3, width=8, kernel_initializer="he_normal", batch_norm=batch_norm)
     seed_new_weights(7)
-    fast = _fresh_weights(model)
+    fast = fresh_weights(model)
     seed_new_weights(7)
     cloned = keras.models.clone_model(model).get_weights()
     assert isinstance(fast, list) and len(fast) == len(cloned)
     for a, b in zip(fast, cloned, strict=True):
         np.testing.assert_array_equal(a, b)
     seed_new_weights(8)
-    assert not np.array_equal(_fresh_weights(model)[0], fast[0])
+    assert not np.array_equal(fresh_weights(model)[0], fast[0])
 
 
-def test_fresh_weights_clone_what_they_cannot_redraw():
-    from helpers.experiments import _fresh_weights
-
+def testfresh_weights_clone_what_they_cannot_redraw():
     # SimpleRNN's recurrent_kernel comes from `recurrent_initializer`: no name to follow
     rnn = keras.Sequential([keras.Input((5, 2)), keras.layers.SimpleRNN(3), keras.layers.Dense(1)])
-    assert isinstance(_fresh_weights(rnn), keras.Model)
+    seed_new_weights(3)
+    redrawn = fresh_weights(rnn)
+    seed_new_weights(3)
+    cloned = keras.models.clone_model(rnn).get_weights()
+    for a, b in zip(redrawn, cloned, strict=True):
+        np.testing.assert_array_equal(a, b)
     inputs = keras.Input((4,))
     functional = keras.Model(inputs, keras.layers.Dense(2)(inputs))
-    assert isinstance(_fresh_weights(functional), keras.Model)
+    assert [w.shape for w in fresh_weights(functional)] == [(4, 2), (2,)]
 
 
 def test_eager_validation_measures_what_keras_measures(digits):
@@ -144,30 +209,36 @@ def test_eager_validation_measures_what_keras_measures(digits):
     model = tiny_mlp()
     model.compile(optimizer=sgd(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     kwargs = dict(seeds=[1, 2], epochs=2, batch_size=64, progress=False)
-    compiled = train_over_seeds({"m": model}, None, digits, **kwargs)
-    eager = train_over_seeds({"m": model}, None, digits, eager_validation=True, **kwargs)
+    compiled = train_over_seeds({"m": model}, digits, **kwargs)
+    eager = train_over_seeds({"m": model}, digits, eager_validation=True, **kwargs)
     np.testing.assert_allclose(eager["loss"], compiled["loss"], rtol=1e-6)
     np.testing.assert_allclose(eager["val_accuracy"], compiled["val_accuracy"], rtol=1e-6)
     np.testing.assert_allclose(eager["val_loss"], compiled["val_loss"], rtol=1e-4)
     assert eager["val_accuracy"].notna().sum() == 2
     with pytest.raises(ValueError, match="eager_validation"):
-        train_over_seeds({"m": model}, None, digits, [1], 1, 64, loss="mse", eager_validation=True)
+        train_over_seeds(
+            {"m": model},
+            digits,
+            seeds=[1],
+            epochs=1,
+            batch_size=64,
+            loss="mse",
+            eager_validation=True,
+        )
 
 
 def test_initial_optimizer_state_is_remembered_and_follows_the_rate(digits):
-    from helpers.experiments import _initial_state
-
     model = tiny_mlp()
     optimizer = keras.optimizers.Adagrad(learning_rate=0.1, initial_accumulator_value=0.5)
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
-    first = _initial_state(optimizer, model)
+    first = initial_optimizer_state(optimizer, model)
     names = [v.name for v in optimizer.variables]
     assert first[names.index("learning_rate")] == pytest.approx(0.1)
     assert np.all(first[names.index("iteration")] == 0)
     assert all(np.all(v == 0.5) for v, n in zip(first, names, strict=True) if "accumulator" in n)
     optimizer.learning_rate = 0.02
-    again = _initial_state(optimizer, model)
+    again = initial_optimizer_state(optimizer, model)
     assert again[names.index("learning_rate")] == pytest.approx(0.02)
     assert again[-1] is first[-1]  # remembered, not built again
     optimizer.epsilon = 1e-3  # another configuration: built again
-    assert _initial_state(optimizer, model)[-1] is not first[-1]
+    assert initial_optimizer_state(optimizer, model)[-1] is not first[-1]

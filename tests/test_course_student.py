@@ -1,17 +1,13 @@
-"""Student copies and the HTML build: unit tests on small notebooks, and the
-exercise convention checked on every course notebook."""
+"""Student copies: unit tests on small notebooks, and the exercise
+convention checked on every course notebook."""
 
-import re
-import shutil
-from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from helpers import workshop
-from helpers.runner import NotebookResult
+from helpers.course import student as copies
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
@@ -53,13 +49,34 @@ def course_notebook():
     )
 
 
+def exercise_problems(nb) -> list[str]:
+    """What is wrong with a notebook's exercises (empty when nothing is): no
+    exercise at all, an exercise without a solution cell, or a solution cell
+    that follows no exercise."""
+    found = copies.exercises(nb)
+    if not found:
+        return ["no exercise: state one in markdown as '**Exercise 1.** ...'"]
+    problems = [
+        f"{exercise.label} (cell {exercise.cell}) has no cell tagged 'solution' after it"
+        for exercise in found
+        if not exercise.solution_cells
+    ]
+    owned = {index for exercise in found for index in exercise.solution_cells}
+    problems += [
+        f"solution cell {index} follows no exercise"
+        for index, cell in enumerate(nb.cells)
+        if copies.is_solution(cell) and index not in owned
+    ]
+    return problems
+
+
 def test_exercises_and_their_solution_cells(course_notebook):
-    found = workshop.exercises(course_notebook)
+    found = copies.exercises(course_notebook)
     assert [(e.label, e.cell, e.solution_cells) for e in found] == [
         ("Exercise 1", 2, [3]),
         ("Exercise 2", 4, [6, 7]),
     ]
-    assert workshop.exercise_problems(course_notebook) == []
+    assert exercise_problems(course_notebook) == []
 
 
 def test_exercise_problems_are_named():
@@ -68,16 +85,16 @@ def test_exercise_problems_are_named():
         new_markdown_cell("## Takeaways"),
         solution("print('orphan')"),
     )
-    assert workshop.exercise_problems(missing) == [
+    assert exercise_problems(missing) == [
         "Exercise 1 (cell 0) has no cell tagged 'solution' after it",
         "solution cell 2 follows no exercise",
     ]
-    assert "no exercise" in workshop.exercise_problems(notebook(new_markdown_cell("# Title")))[0]
+    assert "no exercise" in exercise_problems(notebook(new_markdown_cell("# Title")))[0]
 
 
 def test_student_copy_replaces_solutions_and_keeps_the_rest(course_notebook):
     original = nbformat.from_dict(course_notebook)
-    student = workshop.student_copy(course_notebook)
+    student = copies.student_copy(course_notebook)
     nbformat.validate(student)
     assert course_notebook == original, "the instructor notebook must not change"
     pairs = zip(course_notebook.cells, student.cells, strict=True)
@@ -94,7 +111,7 @@ def test_student_copy_replaces_solutions_and_keeps_the_rest(course_notebook):
 def test_markdown_solution_becomes_a_markdown_placeholder():
     answer = new_markdown_cell("Because the variance doubles.")
     answer.metadata["tags"] = ["solution"]
-    student = workshop.student_copy(notebook(new_markdown_cell("**Exercise 4.** Why?"), answer))
+    student = copies.student_copy(notebook(new_markdown_cell("**Exercise 4.** Why?"), answer))
     nbformat.validate(student)
     assert student.cells[1].cell_type == "markdown"
     assert "doubles" not in student.cells[1].source and "Exercise 4" in student.cells[1].source
@@ -104,7 +121,7 @@ def test_write_student_copies_leaves_the_notebook_unchanged(course_notebook, tmp
     path = tmp_path / "01_demo.ipynb"
     nbformat.write(course_notebook, path)
     before = path.read_bytes()
-    (written,) = workshop.write_student_copies([path], tmp_path / "student")
+    (written,) = copies.write_student_copies([path], tmp_path / "student")
     assert written == tmp_path / "student" / "01_demo.ipynb"
     assert path.read_bytes() == before
     student = nbformat.read(written, as_version=4)
@@ -114,82 +131,25 @@ def test_write_student_copies_leaves_the_notebook_unchanged(course_notebook, tmp
     assert "kept output" in text
 
 
-class _Page(HTMLParser):
-    """Collects the links and the table rows (cell texts) of a page."""
-
-    def __init__(self, page):
-        super().__init__()
-        self.links, self.rows = [], []
-        self.feed(page)
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "a":
-            self.links.append(dict(attrs)["href"])
-        elif tag == "tr":
-            self.rows.append([])
-
-    def handle_data(self, data):
-        if self.rows and data.strip():
-            self.rows[-1].append(data.strip())
-
-
-def test_index_lists_in_order_escapes_and_links_existing_pages(tmp_path):
-    (tmp_path / "01_a&b.html").write_text("page")
-    results = [
-        NotebookResult("01_a&b", 12.4, held=3, failed=0),
-        NotebookResult("02_<x>", 7.6, held=1, failed=1),
-        NotebookResult("03_c", 1.0, held=0, failed=0, error="ValueError: <bad>"),
-    ]
-    page = workshop.index_html(results, tmp_path, "Run <1>", "Parameters: seed=3")
-    assert "<x>" not in page and "<bad>" not in page and "Run <1>" not in page
-    parsed = _Page(page)
-    assert parsed.links == ["01_a%26b.html"], "only the page that exists is linked"
-    assert parsed.rows[1:] == [
-        ["01_a&b", "12", "3", "0", "ok"],
-        ["02_<x>", "8", "1", "1", "claim failed"],
-        ["03_c", "1", "0", "0", "error: ValueError: <bad>"],
-    ]
-    assert "Parameters: seed=3" in page
-
-
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
-def test_html_page_embeds_the_stored_plots_and_claims(path, tmp_path):
-    copy = Path(shutil.copy(path, tmp_path))
-    page = workshop.render_html(copy).read_text(encoding="utf-8")
-    stored = nbformat.read(path, as_version=4)
-    outputs = [o for c in stored.cells for o in c.get("outputs", [])]
-    images = sum("image/png" in o.get("data", {}) for o in outputs)
-    assert len(re.findall(r'<img [^>]*src="data:image/png;base64,', page)) == images
-    claims = [
-        line
-        for o in outputs
-        if o.get("name") == "stdout"
-        for line in o.text.splitlines()
-        if line.startswith(("✔", "✘"))
-    ]
-    assert claims, "a course notebook stores its claim lines"
-    assert all(line.split(" ", 1)[1][:40] in page for line in claims)
-
-
 # The convention, on every course notebook (new ones included as they appear).
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_every_exercise_has_a_solution(path):
-    assert workshop.exercise_problems(nbformat.read(path, as_version=4)) == []
+    assert exercise_problems(nbformat.read(path, as_version=4)) == []
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_student_copy_has_no_solution_code_or_output(path, tmp_path):
     instructor = nbformat.read(path, as_version=4)
-    (written,) = workshop.write_student_copies([path], tmp_path)
+    (written,) = copies.write_student_copies([path], tmp_path)
     student = nbformat.read(written, as_version=4)
     nbformat.validate(student)
     solution_outputs = []
     for before, after in zip(instructor.cells, student.cells, strict=True):
-        if workshop.is_solution(before):
+        if copies.is_solution(before):
             solution_outputs += before.get("outputs", [])
-            assert not workshop.is_solution(after)
+            assert not copies.is_solution(after)
             assert after.source != before.source
             assert all(line.startswith(("#", "*")) for line in after.source.splitlines())
             assert not after.get("outputs")

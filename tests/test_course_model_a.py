@@ -5,20 +5,15 @@ regenerates it works."""
 import re
 
 import keras
-import numpy as np
 import pytest
 
-from helpers import pretrained
-from helpers.pretrained import (
-    MODEL_A_PATH,
-    architecture_table,
-    build_model_a,
-    file_sha256,
-    load_model_a,
-    weights_sha256,
-)
+from helpers import transfer
+from helpers.course import model_a as regeneration
+from helpers.course.model_a import architecture_table, build_model_a, file_sha256, weights_sha256
+from helpers.training import accuracy
+from helpers.transfer import MODEL_A_PATH
 
-README = pretrained.DATA_DIR / "README.md"
+README = transfer.DATA_DIR / "README.md"
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +23,7 @@ def readme():
 
 @pytest.fixture(scope="module")
 def model_a():
-    return load_model_a()
+    return keras.models.load_model(MODEL_A_PATH)
 
 
 def documented(readme, label):
@@ -42,7 +37,7 @@ def test_model_file_is_shipped_small_and_listed(readme):
     assert MODEL_A_PATH.is_file()
     assert MODEL_A_PATH.stat().st_size < 1_000_000
     assert f"`{MODEL_A_PATH.name}`" in readme
-    assert "python -m helpers.pretrained" in readme
+    assert "python -m helpers.course.model_a" in readme
 
 
 def test_file_matches_its_documented_checksum(readme):
@@ -63,32 +58,21 @@ def test_architecture_is_the_documented_one(readme, model_a):
         "Dense",
     ]
     assert model_a.input_shape == (None, 64)
-    assert model_a.output_shape == (None, len(pretrained.SOURCE_CLASSES))
+    assert model_a.output_shape == (None, len(transfer.SOURCE_CLASSES))
 
 
 def test_documented_accuracy_is_measured(readme, model_a):
-    _, _, x_test, y_test = pretrained.source_split()
-    measured = pretrained.accuracy(model_a, x_test, y_test)
+    _, _, x_test, y_test = transfer.source_split()
+    measured = accuracy(model_a, x_test, y_test)
     match = re.search(r"\*\*Accuracy\.\*\* ([\d.]+) % on the (\d+) held-out", readme)
     assert match, "no accuracy in data/README.md"
     assert f"{measured:.1%}" == f"{match.group(1)}%"
     assert len(y_test) == int(match.group(2))
 
 
-def test_inputs_are_pixels_divided_by_16():
-    x, y = pretrained.digit_pixels(pretrained.SOURCE_CLASSES)
-    assert x.dtype == np.float32 and x.min() == 0.0 and x.max() == 1.0
-    assert sorted(set(y)) == list(range(len(pretrained.SOURCE_CLASSES)))
-
-
-def test_missing_file_says_how_to_regenerate(tmp_path):
-    with pytest.raises(FileNotFoundError, match="python -m helpers.pretrained"):
-        load_model_a(tmp_path / "nothing.keras")
-
-
 def test_regeneration_saves_a_loadable_model(tmp_path):
     output = tmp_path / "model_A.keras"
-    info = pretrained.save_model_a(output, epochs=2)
+    info = regeneration.save_model_a(output, epochs=2)
     assert info["sha256"] == file_sha256(output)
     reloaded = keras.models.load_model(output)
     assert architecture_table(reloaded) == info["architecture"]
@@ -97,7 +81,7 @@ def test_regeneration_saves_a_loadable_model(tmp_path):
 
 
 def test_main_prints_what_the_readme_records(tmp_path, capsys):
-    assert pretrained.main(["--output", str(tmp_path / "a.keras"), "--epochs", "1"]) == 0
+    assert regeneration.main(["--output", str(tmp_path / "a.keras"), "--epochs", "1"]) == 0
     out = capsys.readouterr().out
     assert "sha256 of the file" in out and "sha256 of the weights" in out
     assert "| hidden | Dense | 128 | relu | 8,320 |" in out

@@ -1,0 +1,298 @@
+"""Training plumbing: a fast input pipeline, quiet training that returns its
+history, one compiled model reused across seeds, and summaries over runs.
+
+On a CPU, small models are dominated by per-step overhead, so two things
+matter: feed Keras a cached, pre-batched `tf.data.Dataset` instead of NumPy
+arrays, and trace each training function once. `ReusedModel` is the second:
+one compiled model serves every seed of a comparison, each run starting from
+the weights a freshly built model would draw under that seed and from a fresh
+optimizer state.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from helpers.data import Split
+from helpers.seeding import seed_new_weights
+
+
+def make_dataset(
+    x, y, batch_size: int, shuffle_seed: int | None = None, repeat: int = 1
+) -> tf.data.Dataset:
+    """A cached, batched dataset; reshuffled every pass when `shuffle_seed`
+    is given (training), in order otherwise (evaluation). `repeat` passes in
+    one dataset: a single Keras epoch then runs them all, with far less
+    per-epoch overhead."""
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).cache()
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+    if repeat > 1:
+        dataset = dataset.repeat(repeat)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def train_quietly(
+    model: keras.Model,
+    data: Split,
+    epochs: int,
+    batch_size: int,
+    *,
+    seed: int = 0,
+    callbacks: Iterable[keras.callbacks.Callback] = (),
+    validation_freq: int = 1,
+    validate: bool = True,
+) -> pd.DataFrame:
+    """`model.fit` on `data`'s training set without progress bars, validated
+    on its validation set every `validation_freq` epochs (other epochs get NaN
+    validation metrics; `validate` False: never). Returns the history as a
+    DataFrame indexed by epoch 1..n."""
+    history = model.fit(
+        make_dataset(data.x_train, data.y_train, batch_size, shuffle_seed=seed),
+        validation_data=make_dataset(data.x_valid, data.y_valid, 512) if validate else None,
+        epochs=epochs,
+        shuffle=False,  # the dataset reshuffles itself every epoch
+        verbose=0,
+        callbacks=list(callbacks),
+        validation_freq=validation_freq,
+    )
+    index = pd.RangeIndex(1, epochs + 1, name="epoch")
+    validated = [epoch for epoch in index if epoch % validation_freq == 0]
+    return pd.DataFrame(
+        {
+            name: pd.Series(values, index=validated if name.startswith("val_") else index)
+            for name, values in history.history.items()
+        },
+        index=index,
+    )
+
+
+def train_passes(model: keras.Model, x, y, epochs: int, batch_size: int, seed: int) -> None:
+    """Train `model` for `epochs` passes over ``(x, y)`` (reshuffled every
+    pass by `seed`) in one silent `fit` call: the same updates as
+    ``fit(epochs=epochs)``, without Keras' per-epoch overhead (which
+    dominates trainings of a few steps)."""
+    dataset = make_dataset(x, y, batch_size, shuffle_seed=seed, repeat=epochs)
+    model.fit(dataset, epochs=1, shuffle=False, verbose=0)
+
+
+class ReusedModel:
+    """One compiled model, reused for many runs as if each were a fresh model.
+
+    Compiling and first training a model traces its training function, which
+    costs seconds for a deep net on a CPU; a comparison over seeds wants a
+    fresh model per run. `reset(seed)` gives the compiled model the weights a
+    freshly built model draws under `seed` (from its layers' initializers,
+    exactly what `keras.models.clone_model` would draw) and puts its optimizer
+    back into its just-built state (step counter, momentum, accumulators), so
+    the next run is that of a fresh model, without tracing again.
+    """
+
+    def __init__(self, model: keras.Model):
+        if not model.compiled:
+            raise ValueError("compile the model before reusing it")
+        self.model = model
+        model.optimizer.build(model.trainable_variables)  # no-op when already built
+
+    def reset(self, seed: int | None = None, *, weights: list | None = None) -> keras.Model:
+        """Fresh weights (drawn under `seed`, or the given `weights`) and a
+        fresh optimizer state, keeping the optimizer's current learning rate.
+        Returns the model."""
+        if weights is None:
+            if seed is None:
+                raise ValueError("reset needs a seed or weights")
+            seed_new_weights(seed)  # not TF's global seed: keeps the traced functions
+            weights = fresh_weights(self.model)
+        self.model.set_weights(weights)
+        optimizer = self.model.optimizer
+        for variable, value in zip(
+            optimizer.variables, initial_optimizer_state(optimizer, self.model), strict=True
+        ):
+            variable.assign(value)
+        return self.model
+
+
+def fresh_weights(model: keras.Model) -> list[np.ndarray]:
+    """The weights `keras.models.clone_model(model)` would draw now, from the
+    same initializers and the same Python random state.
+
+    For a `Sequential` model whose every weight ``w`` comes from its layer's
+    ``w_initializer`` (Dense, BatchNormalization ...), only the layers are
+    re-created from their configs (which draws the initializers' seeds in the
+    same order as `clone_model`) and the initializers called: about ten times
+    faster than building a whole model. Any other model is cloned.
+    """
+    layers = model.layers if isinstance(model, keras.Sequential) else []
+    simple = bool(layers) and all(
+        not isinstance(layer, keras.Model)
+        and all(hasattr(layer, f"{weight.name}_initializer") for weight in layer.weights)
+        for layer in layers
+    )
+    if not simple:
+        return keras.models.clone_model(model).get_weights()
+    fresh_layers = [layer.__class__.from_config(layer.get_config()) for layer in layers]
+    return [
+        keras.ops.convert_to_numpy(
+            getattr(fresh, f"{weight.name}_initializer")(weight.shape, dtype=weight.dtype)
+        )
+        for layer, fresh in zip(layers, fresh_layers, strict=True)
+        for weight in layer.weights
+    ]
+
+
+_INITIAL_STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def initial_optimizer_state(optimizer: keras.optimizers.Optimizer, model: keras.Model) -> list:
+    """The values `optimizer`'s variables have before any step: taken from a
+    new optimizer of the same class and configuration, built for `model`.
+
+    Remembered per optimizer (building one is slow) and computed again when
+    its configuration changes; the learning-rate variable takes the
+    optimizer's current rate.
+    """
+    config = {k: v for k, v in optimizer.get_config().items() if k != "learning_rate"}
+    cached = _INITIAL_STATES.get(optimizer)
+    if cached is None or cached[0] != config:
+        fresh = type(optimizer).from_config(optimizer.get_config())
+        fresh.build(model.trainable_variables)
+        if not optimizer.built:
+            optimizer.build(model.trainable_variables)
+        cached = (config, [v.numpy() for v in fresh.variables])
+        _INITIAL_STATES[optimizer] = cached
+    rate = float(optimizer.learning_rate)
+    return [
+        np.asarray(rate, dtype=value.dtype) if variable.name == "learning_rate" else value
+        for variable, value in zip(optimizer.variables, cached[1], strict=True)
+    ]
+
+
+ModelConfig = keras.Model | Callable[[], keras.Model]
+
+
+def train_over_seeds(
+    configs: Mapping[str, ModelConfig],
+    data: Split,
+    *,
+    seeds: Iterable[int],
+    epochs: int,
+    batch_size: int,
+    make_optimizer: Callable[[], keras.optimizers.Optimizer] | None = None,
+    loss: str = "sparse_categorical_crossentropy",
+    metrics: Iterable[str] = ("accuracy",),
+    steps_per_execution: int = 32,
+    learning_rate: float | None = None,
+    callbacks: Iterable[keras.callbacks.Callback] = (),
+    eager_validation: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Train every configuration once per seed and return all learning curves.
+
+    `configs` maps a label to a function that builds a fresh, uncompiled
+    model (compiled here with `make_optimizer()`, `loss`, `metrics` and
+    `steps_per_execution`), or to a model already compiled (and perhaps
+    trained). Either way one compiled model per label serves every seed
+    (`ReusedModel`). `learning_rate`, when given, replaces the optimizer's
+    rate in every run (no retracing). `callbacks` go to every run.
+    `eager_validation` measures the validation loss and accuracy with a plain
+    call of the model instead of Keras' test function, which saves tracing one
+    (about half a second per model); it needs the default loss and metrics.
+
+    Returns one row per (config, seed, epoch) with the Keras history columns;
+    the validation metrics are measured at the last epoch only (NaN before).
+    Prints one progress line per configuration when `progress`.
+    """
+    seeds = list(seeds)
+    if eager_validation and (loss, tuple(metrics)) != (
+        "sparse_categorical_crossentropy",
+        ("accuracy",),
+    ):
+        raise ValueError("eager_validation measures sparse categorical cross-entropy and accuracy")
+    frames = []
+    for label, config in configs.items():
+        start = time.perf_counter()
+        reused = _reused_model(label, config, make_optimizer, loss, metrics, steps_per_execution)
+        for seed in seeds:
+            model = reused.reset(seed)
+            if learning_rate is not None:
+                model.optimizer.learning_rate = learning_rate
+            history = train_quietly(
+                model,
+                data,
+                epochs,
+                batch_size,
+                seed=seed,
+                callbacks=callbacks,
+                validation_freq=epochs,
+                validate=not eager_validation,
+            )
+            if eager_validation:
+                for name, value in _validation_metrics(model, data).items():
+                    history.loc[epochs, name] = value
+            frames.append(history.reset_index().assign(config=label, seed=seed))
+        if progress:
+            print(f"  {label}: {len(seeds)} seeds trained in {time.perf_counter() - start:.0f} s")
+    columns = ["config", "seed", "epoch"]
+    result = pd.concat(frames, ignore_index=True)
+    return result[columns + [c for c in result.columns if c not in columns]]
+
+
+def _reused_model(label, config, make_optimizer, loss, metrics, steps_per_execution):
+    """The `ReusedModel` for one configuration of `train_over_seeds`."""
+    if isinstance(config, keras.Model):
+        if not config.compiled:
+            raise ValueError(f"config {label!r}: compile the model first, or pass a builder")
+        return ReusedModel(config)
+    if make_optimizer is None:
+        raise ValueError(f"config {label!r} is a builder: pass make_optimizer")
+    model = config()
+    model.compile(
+        optimizer=make_optimizer(),
+        loss=loss,
+        metrics=list(metrics),
+        steps_per_execution=steps_per_execution,
+    )
+    return ReusedModel(model)
+
+
+def _validation_metrics(model: keras.Model, data: Split) -> dict[str, float]:
+    """Validation loss (sparse categorical cross-entropy) and accuracy of a
+    classifier that outputs probabilities, from one plain call of the model."""
+    probabilities = model(data.x_valid, training=False)
+    loss = keras.losses.sparse_categorical_crossentropy(data.y_valid, probabilities)
+    predicted = np.argmax(keras.ops.convert_to_numpy(probabilities), axis=-1)
+    return {
+        "val_loss": float(keras.ops.mean(loss)),
+        "val_accuracy": float(np.mean(predicted == data.y_valid)),
+    }
+
+
+def accuracy(model: keras.Model, x, y) -> float:
+    """Accuracy of a classifier on ``(x, y)`` in inference mode (one plain
+    call of the model: nothing to trace)."""
+    predictions = np.argmax(model(x, training=False), axis=-1)
+    return float(np.mean(predictions == np.asarray(y)))
+
+
+def summarize(values: pd.DataFrame, column: str, by: str = "config") -> pd.DataFrame:
+    """Mean, std, min and max of `column` per `by` group (in order of
+    appearance) over the runs that have a value, with ``n`` (how many have
+    one: a run that never reached a target has NaN) and ``runs``."""
+    grouped = values.groupby(by, sort=False)[column]
+    summary = grouped.agg(["mean", "std", "min", "max"])
+    summary["n"] = grouped.count()
+    summary["runs"] = grouped.size()
+    return summary
+
+
+def final_epoch_summary(runs: pd.DataFrame, metric: str = "val_accuracy") -> pd.DataFrame:
+    """`summarize` of `metric` at the last epoch of `train_over_seeds` runs."""
+    return summarize(runs[runs["epoch"] == runs["epoch"].max()], metric)
