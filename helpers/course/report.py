@@ -44,12 +44,33 @@ def summary_table(results: Sequence[NotebookResult]) -> str:
     return "\n".join(lines)
 
 
+# nbconvert's "lab" template, less what it loads from a CDN when the page
+# opens: require.js (only for JavaScript and widget outputs, which the course
+# has none of), MathJax 2 (the notebooks write formulas without LaTeX, and a
+# test keeps it so), Mermaid (no diagrams) and the widget manager. Workshops
+# have weak wifi and self-learners are often offline: the page must show
+# everything from the file alone. Its CSS is inlined by the template already.
+OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+"""
+
+
 def render_html(notebook_path: Path) -> Path:
     """Render an (executed) notebook to a self-contained HTML page next to it,
-    plots embedded; return the page's path."""
+    plots embedded, nothing loaded from another host; return the page's path."""
+    from jinja2 import DictLoader
     from nbconvert import HTMLExporter  # slow to import: only when rendering
 
-    body, _ = HTMLExporter(embed_images=True).from_filename(str(notebook_path))
+    exporter = HTMLExporter(
+        template_name="lab",
+        template_file="offline.html.j2",
+        extra_loaders=[DictLoader({"offline.html.j2": OFFLINE_TEMPLATE})],
+        embed_images=True,
+    )
+    body, _ = exporter.from_filename(str(notebook_path))
     page = notebook_path.with_suffix(".html")
     page.write_text(body, encoding="utf-8")
     return page
