@@ -61,15 +61,9 @@ OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
 def render_html(notebook_path: Path) -> Path:
     """Render an (executed) notebook to a self-contained HTML page next to it,
     plots embedded, nothing loaded from another host; return the page's path."""
-    from jinja2 import DictLoader
     from nbconvert import HTMLExporter  # slow to import: only when rendering
 
-    exporter = HTMLExporter(
-        template_name="lab",
-        template_file="offline.html.j2",
-        extra_loaders=[DictLoader({"offline.html.j2": OFFLINE_TEMPLATE})],
-        embed_images=True,
-    )
+    exporter = HTMLExporter(template_name="lab", raw_template=OFFLINE_TEMPLATE, embed_images=True)
     body, _ = exporter.from_filename(str(notebook_path))
     page = notebook_path.with_suffix(".html")
     page.write_text(body, encoding="utf-8")
