@@ -4,18 +4,23 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+LAB_STAMP := $(VENV)/.installed-lab
+# The browser `make test-lab` drives: a command name or a path.
+CHROMIUM ?= chromium
 
 # Quiet TensorFlow's C++ start-up logs.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help setup course student test lint lab clean
+.PHONY: help setup course student test test-lab lint lab clean
 
 help:
 	@echo "make course  run every notebook headless: executed copies, HTML pages, summary.md and"
 	@echo "             index.html go to build/ (ARGS=\"01 -p seed 3\" or ARGS=\"--variants FILE\")"
 	@echo "make student student copies without solutions go to build/student/"
 	@echo "make test    lint, unit tests, papermill tests and nbval on every notebook"
+	@echo "make test-lab  browser test: JupyterLab in headless Chromium runs a notebook with"
+	@echo "             Run All Cells and saves it (installs Playwright, and Chromium with apt-get)"
 	@echo "make lab     open JupyterLab on notebooks/ with the course's environment"
 	@echo "make clean   remove build/ (keeps the virtual environment)"
 
@@ -25,6 +30,10 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --editable ".[test]"
+	@touch $@
+
+$(LAB_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --editable ".[test,lab]"
 	@touch $@
 
 course: $(STAMP)
@@ -39,6 +48,18 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest tests notebooks --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg $(ARGS)
+
+# Playwright drives the system's Chromium (no `playwright install`): Debian's
+# package, installed when missing if we are root, or CHROMIUM=/path/to/chrome.
+test-lab: $(LAB_STAMP)
+	@command -v $(CHROMIUM) >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else \
+	    echo "make test-lab needs Chromium: apt-get install chromium, or CHROMIUM=/path/to/chrome"; \
+	    exit 1; \
+	  fi; }
+	COURSE_TEST_LAB=1 CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest tests/lab $(ARGS)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks
