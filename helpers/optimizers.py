@@ -19,7 +19,7 @@ import pandas as pd
 import tensorflow as tf
 
 from helpers.data import Split
-from helpers.training import train_over_seeds
+from helpers.training import ReusedModel, train_over_seeds, train_passes
 
 LossFunction = Callable[[tf.Tensor], tf.Tensor]
 
@@ -210,6 +210,34 @@ def best_rate(scores: Mapping[float, float]) -> float:
     return min(finite, key=finite.get)
 
 
+def final_metrics(model: keras.Model, data: Split) -> dict[str, float]:
+    """The training loss of `model`'s current weights on the whole training
+    set, and its validation loss and accuracy, from plain calls of the model
+    (sparse categorical cross-entropy of a classifier that outputs
+    probabilities; nothing to trace). NaN when the weights are not finite."""
+    metrics = {}
+    for prefix, x, y in [("", data.x_train, data.y_train), ("val_", data.x_valid, data.y_valid)]:
+        probabilities = keras.ops.convert_to_numpy(model(x, training=False))
+        losses = keras.ops.convert_to_numpy(
+            keras.losses.sparse_categorical_crossentropy(y, probabilities)
+        )
+        metrics[f"{prefix}loss"] = float(np.mean(losses))
+        if prefix:
+            metrics["val_accuracy"] = float(np.mean(np.argmax(probabilities, axis=-1) == y))
+    return metrics
+
+
+def coarse_rates(learning_rates: Sequence[float]) -> list[float]:
+    """The coarse pass of `tune_then_train`'s sweep: every other rate of the
+    sorted grid, starting with the smallest, and always the largest (so that
+    the coarse pass spans the whole grid)."""
+    grid = sorted(set(learning_rates))
+    coarse = grid[::2]
+    if grid and coarse[-1] != grid[-1]:
+        coarse.append(grid[-1])
+    return coarse
+
+
 def tune_then_train(
     model: keras.Model,
     label: str,
@@ -221,39 +249,64 @@ def tune_then_train(
     batch_size: int,
     callbacks: Iterable[keras.callbacks.Callback] = (),
 ) -> tuple[pd.DataFrame, float, pd.DataFrame]:
-    """Tune a compiled model's learning rate, then judge the best rate on new
-    seeds; the model is traced once and reused for every run.
+    """Tune a compiled model's learning rate on a grid, coarse then fine, and
+    judge the best rate on new seeds; the model is traced once and reused for
+    every run.
 
-    1. The sweep: one run per rate of `learning_rates`, on `sweep_seed`.
-    2. The best rate: the lowest final training loss (`best_rate`; a run that
-       diverged is never the best).
-    3. The runs: that rate on every seed of `seeds` (`callbacks` go to these
+    1. The coarse pass: one run per rate of `coarse_rates(learning_rates)`
+       (every other rate of the sorted grid, both ends included), on
+       `sweep_seed`.
+    2. The fine pass: the rates of the grid on either side of the coarse
+       pass's best that have not run yet, on the same seed.
+    3. The best rate: the lowest final training loss of all the sweep runs
+       (`best_rate`; a run that diverged is never the best). On a grid
+       ``r0 < r1 < ...`` where the loss has one valley, this is the best rate
+       of the whole grid, found with about half the runs.
+    4. The runs: that rate on every seed of `seeds` (`callbacks` go to these
        runs only).
 
     Every run starts from fresh weights and a fresh optimizer state
-    (`train_over_seeds`, validated at the end with a plain call of the model:
-    no test function to trace) and lasts `epochs` epochs. Returns (sweep, best
-    rate, runs): the sweep as `train_over_seeds` frames with a
-    ``learning_rate`` column, the runs as `train_over_seeds` returns them.
-    Prints one line.
+    (`ReusedModel.reset`) and lasts `epochs` epochs. A sweep run is one
+    silent `fit` of `epochs` passes (`train_passes`: the same updates, less
+    overhead), scored by `final_metrics`: the training loss of its final
+    weights. The runs on new seeds are `train_over_seeds` runs, with a
+    history per epoch. Returns (sweep, best rate, runs): the sweep as one row
+    per rate, in the order they ran (columns config, seed, learning_rate,
+    loss, val_loss, val_accuracy), the runs as `train_over_seeds` returns
+    them. Prints one line.
     """
     start = time.perf_counter()
-    frames = [
-        train_over_seeds(
-            {label: model},
-            data,
-            seeds=[sweep_seed],
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=rate,
-            progress=False,
-            eager_validation=True,
-        ).assign(learning_rate=rate)
-        for rate in learning_rates
-    ]
-    sweep = pd.concat(frames, ignore_index=True)
-    last = sweep[sweep["epoch"] == epochs]
-    best = best_rate(dict(zip(last["learning_rate"], last["loss"], strict=True)))
+    grid = sorted(set(float(rate) for rate in learning_rates))
+    if not grid:
+        raise ValueError("learning_rates is empty")
+
+    reused = ReusedModel(model)
+
+    def one_run(rate: float) -> pd.DataFrame:
+        trained = reused.reset(sweep_seed)
+        trained.optimizer.learning_rate = rate
+        train_passes(trained, data.x_train, data.y_train, epochs, batch_size, seed=sweep_seed)
+        return pd.DataFrame(
+            [
+                {
+                    "config": label,
+                    "seed": sweep_seed,
+                    "learning_rate": rate,
+                    **final_metrics(trained, data),
+                }
+            ]
+        )
+
+    def final_losses(frames: Mapping[float, pd.DataFrame]) -> dict[float, float]:
+        return {rate: float(frame["loss"].iloc[0]) for rate, frame in frames.items()}
+
+    frames = {rate: one_run(rate) for rate in coarse_rates(grid)}
+    coarse_best = grid.index(best_rate(final_losses(frames)))
+    for neighbour in (coarse_best - 1, coarse_best + 1):
+        if 0 <= neighbour < len(grid) and grid[neighbour] not in frames:
+            frames[grid[neighbour]] = one_run(grid[neighbour])
+    best = best_rate(final_losses(frames))
+    sweep = pd.concat(frames.values(), ignore_index=True)
     runs = train_over_seeds(
         {label: model},
         data,
@@ -267,8 +320,9 @@ def tune_then_train(
     )
     new_seeds = f"{len(seeds)} new seed" + ("" if len(seeds) == 1 else "s")
     print(
-        f"  {label}: {len(learning_rates)} rates on seed {sweep_seed}, then the best on "
-        f"{new_seeds}, in {time.perf_counter() - start:.0f} s"
+        f"  {label}: {len(frames)} of {len(grid)} rates on seed {sweep_seed} (coarse, then "
+        f"fine around the best), then the best on {new_seeds}, in "
+        f"{time.perf_counter() - start:.0f} s"
     )
     return sweep, best, runs
 

@@ -9,6 +9,7 @@ from helpers.models import build_mlp
 from helpers.optimizers import (
     EffectiveRateRecorder,
     best_rate,
+    coarse_rates,
     descend,
     effective_learning_rates,
     epochs_to_reach,
@@ -173,8 +174,10 @@ def test_tune_then_train_picks_the_lowest_final_loss_and_runs_it_on_new_seeds(ca
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
     sweep, best, runs = tune_then_train(model, "sgd", data, [0.001, 0.1], 5, [6, 7], 2, 64)
     assert sorted(set(sweep["learning_rate"])) == [0.001, 0.1] and set(sweep["seed"]) == {5}
-    last = sweep[sweep["epoch"] == 2].set_index("learning_rate")["loss"]
-    assert best == last.idxmin() == 0.1  # a 100x smaller rate barely moves in 2 epochs
+    last = sweep.set_index("learning_rate")["loss"]
+    assert (
+        len(sweep) == 2 and best == last.idxmin() == 0.1
+    )  # a 100x smaller rate barely moves in 2 epochs
     assert set(runs["seed"]) == {6, 7} and len(runs) == 4
     alone = train_over_seeds(
         {"sgd": model},
@@ -186,4 +189,35 @@ def test_tune_then_train_picks_the_lowest_final_loss_and_runs_it_on_new_seeds(ca
         progress=False,
     )
     np.testing.assert_allclose(runs[runs["seed"] == 6]["loss"], alone["loss"], rtol=1e-5)
-    assert "sgd: 2 rates on seed 5, then the best on 2 new seeds" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "sgd: 2 of 2 rates on seed 5 (coarse, then fine around the best)" in printed
+    assert "then the best on 2 new seeds" in printed
+
+
+@pytest.mark.parametrize(
+    ("grid", "coarse"),
+    [
+        ([0.3, 0.001, 0.01, 0.003, 0.03, 0.1, 0.0003], [0.0003, 0.003, 0.03, 0.3]),
+        ([0.01, 0.1, 1.0, 0.001], [0.001, 0.1, 1.0]),
+        ([0.01], [0.01]),
+    ],
+)
+def test_coarse_rates_take_every_other_rate_and_both_ends(grid, coarse):
+    assert coarse_rates(grid) == coarse
+
+
+def test_tune_then_train_refines_around_the_coarse_best():
+    data = load_digits_split()
+    seed_everything(0)
+    model = build_mlp(depth=2, width=8, activation="tanh")
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    grid = [0.0001, 0.001, 0.01, 0.1, 1.0]
+    sweep, best, _ = tune_then_train(model, "sgd", data, grid, 5, [6], 1, 64)
+    ran = list(dict.fromkeys(sweep["learning_rate"]))
+    assert ran[:3] == [0.0001, 0.01, 1.0]  # the coarse pass first
+    coarse_best = sweep[sweep["learning_rate"].isin(ran[:3])].pipe(
+        lambda s: s.loc[s["loss"].idxmin(), "learning_rate"]
+    )
+    index = grid.index(coarse_best)
+    assert set(ran[3:]) == {grid[i] for i in (index - 1, index + 1) if 0 <= i < len(grid)}
+    assert best == sweep.set_index("learning_rate")["loss"].idxmin()
