@@ -10,6 +10,19 @@ import keras
 BatchNormPlacement = Literal["before", "after"] | None
 
 
+def own_copy(initializer: str | keras.initializers.Initializer):
+    """A new initializer with `initializer`'s configuration (a name is returned
+    as it is: Keras makes a new initializer from it for every layer).
+
+    In Keras 3 an initializer object created without a seed draws its seed
+    once, when it is created: the same object given to twenty layers gives
+    all twenty the *same* weights. Each layer needs its own.
+    """
+    if isinstance(initializer, keras.initializers.Initializer):
+        return type(initializer).from_config(initializer.get_config())
+    return initializer
+
+
 def build_mlp(
     depth: int,
     width: int,
@@ -33,6 +46,7 @@ def build_mlp(
         raise ValueError(f"batch_norm must be 'before', 'after' or None, not {batch_norm!r}")
     layers: list[keras.layers.Layer] = [keras.Input(shape=(n_inputs,))]
     for _ in range(depth):
+        kernel_initializer = own_copy(kernel_initializer)
         if batch_norm == "before":
             layers += [
                 keras.layers.Dense(width, use_bias=False, kernel_initializer=kernel_initializer),

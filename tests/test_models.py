@@ -41,3 +41,17 @@ def test_batch_norm_momentum_is_passed_on():
     model = build_mlp(depth=3, width=4, batch_norm="after", batch_norm_momentum=0.9)
     momenta = [layer.momentum for layer in model.layers if "batch_norm" in layer.name]
     assert momenta == [0.9, 0.9, 0.9]
+
+
+def test_an_initializer_object_gives_every_layer_its_own_weights():
+    """Keras 3 draws an unseeded initializer's seed once: reused as it is, it
+    would give every layer the same kernel."""
+    init = keras.initializers.RandomNormal(stddev=0.5)
+    shared = keras.Sequential(
+        [keras.Input((8,))] + [keras.layers.Dense(8, kernel_initializer=init) for _ in range(2)]
+    )
+    assert (shared.layers[0].kernel.numpy() == shared.layers[1].kernel.numpy()).all()
+    model = build_mlp(depth=3, width=8, kernel_initializer=init, n_inputs=8)
+    kernels = [layer.kernel.numpy() for layer in model.layers[1:3]]
+    assert not (kernels[0] == kernels[1]).all()
+    assert abs(kernels[0].std() - 0.5) < 0.1
