@@ -238,63 +238,17 @@ def plot_descent_paths(
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(7.5, 5.5))
-    dynamic_range = DESCENT_DYNAMIC_RANGE
-    top = np.log10(loss.max())
-    levels = np.linspace(top - np.log10(dynamic_range), top, 25)
-    shown = np.log10(np.clip(loss, loss.max() / dynamic_range, None))
-    filled = ax.contourf(x_grid, y_grid, shown, levels=levels, cmap="viridis")
-    if colorbar:
-        ticks = np.arange(np.ceil(levels[0]), np.floor(top) + 1)
-        plt.colorbar(filled, ax=ax, label="log10 loss", ticks=ticks)
-    x_range = (float(x_grid.min()), float(x_grid.max()))
-    y_range = (float(y_grid.min()), float(y_grid.max()))
+    _draw_log_surface(ax, x_grid, y_grid, loss, colorbar)
+    box = ((float(x_grid.min()), float(x_grid.max())), (float(y_grid.min()), float(y_grid.max())))
     colors = ("tab:red", "white", "tab:orange", "tab:cyan")
     for order, ((label, path), color) in enumerate(zip(paths.items(), colors, strict=False)):
-        path = np.asarray(path, dtype=float)
-        inside = (
-            (path[:, 0] >= x_range[0])
-            & (path[:, 0] <= x_range[1])
-            & (path[:, 1] >= y_range[0])
-            & (path[:, 1] <= y_range[1])
-        )
-        leaves = inside[0] and not inside.all()
-        drawn = path
-        if leaves:
-            first_out = int(np.argmin(inside))
-            exit_at = _exit_point(path[first_out - 1], path[first_out], x_range, y_range)
-            drawn = np.vstack([path[:first_out], exit_at])
-        ax.plot(
-            drawn[:, 0],
-            drawn[:, 1],
-            "o-",
-            color=color,
-            markersize=2.5,
-            linewidth=1.3,
-            label=label,
-            zorder=10 - order,
-        )
-        if leaves:
-            end = path[-1]
-            to_the_right = exit_at[0] < (x_range[0] + x_range[1]) / 2  # keep the note inside
-            to_the_top = exit_at[1] < (y_range[0] + y_range[1]) / 2
-            ax.annotate(
-                f"thrown to ({end[0]:.3g}, {end[1]:.3g})",
-                xy=exit_at,
-                xytext=(12 if to_the_right else -12, 22 if to_the_top else -22),
-                textcoords="offset points",
-                ha="left" if to_the_right else "right",
-                va="bottom" if to_the_top else "top",
-                color="white",
-                fontsize=10,
-                bbox={"facecolor": color, "alpha": 0.8, "edgecolor": "none"},
-                zorder=20,
-            )
+        _draw_path(ax, np.asarray(path, dtype=float), box, label, color, zorder=10 - order)
     start = np.asarray(next(iter(paths.values())), dtype=float)[0]
     ax.plot(
         *start, "s", color="white", markeredgecolor="black", markersize=8, label="start", zorder=20
     )
-    ax.set_xlim(*x_range)
-    ax.set_ylim(*y_range)
+    ax.set_xlim(*box[0])
+    ax.set_ylim(*box[1])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(False)
@@ -302,6 +256,52 @@ def plot_descent_paths(
         ax.set_title(title)
     ax.legend(loc="lower left", facecolor="lightgray", framealpha=0.8)
     return ax
+
+
+def _draw_log_surface(ax, x_grid, y_grid, loss, colorbar: bool) -> None:
+    """The loss as filled contours of log10, `DESCENT_DYNAMIC_RANGE` deep."""
+    top = np.log10(loss.max())
+    levels = np.linspace(top - np.log10(DESCENT_DYNAMIC_RANGE), top, 25)
+    shown = np.log10(np.clip(loss, loss.max() / DESCENT_DYNAMIC_RANGE, None))
+    filled = ax.contourf(x_grid, y_grid, shown, levels=levels, cmap="viridis")
+    if colorbar:
+        ticks = np.arange(np.ceil(levels[0]), np.floor(top) + 1)
+        plt.colorbar(filled, ax=ax, label="log10 loss", ticks=ticks)
+
+
+def _draw_path(ax, path: np.ndarray, box, label: str, color: str, zorder: int) -> None:
+    """One path; if it leaves the `box` ((x range), (y range)), only up to the
+    edge, with a note of the point where it ended."""
+    (x_low, x_high), (y_low, y_high) = box
+    inside = (
+        (path[:, 0] >= x_low)
+        & (path[:, 0] <= x_high)
+        & (path[:, 1] >= y_low)
+        & (path[:, 1] <= y_high)
+    )
+    leaves = inside[0] and not inside.all()
+    drawn = path
+    if leaves:
+        first_out = int(np.argmin(inside))
+        exit_at = _exit_point(path[first_out - 1], path[first_out], *box)
+        drawn = np.vstack([path[:first_out], exit_at])
+    ax.plot(*drawn.T, "o-", color=color, markersize=2.5, linewidth=1.3, label=label, zorder=zorder)
+    if leaves:
+        end = path[-1]
+        to_the_right = exit_at[0] < (x_low + x_high) / 2  # keep the note inside
+        to_the_top = exit_at[1] < (y_low + y_high) / 2
+        ax.annotate(
+            f"thrown to ({end[0]:.3g}, {end[1]:.3g})",
+            xy=exit_at,
+            xytext=(12 if to_the_right else -12, 22 if to_the_top else -22),
+            textcoords="offset points",
+            ha="left" if to_the_right else "right",
+            va="bottom" if to_the_top else "top",
+            color="white",
+            fontsize=10,
+            bbox={"facecolor": color, "alpha": 0.8, "edgecolor": "none"},
+            zorder=20,
+        )
 
 
 def plot_per_seed(
