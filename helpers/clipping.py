@@ -26,6 +26,12 @@ from helpers.training import ReusedModel
 #: independent U(0, 1) values, 2 / 12.
 ADDING_PROBLEM_BASELINE_MSE = 1 / 6
 
+#: Mean squared error of a net that has learned half of the adding problem:
+#: it reads one marked value exactly and guesses the other's mean, 0.5, so it
+#: misses by the variance of one U(0, 1) value, 1 / 12. A net below it uses
+#: both markers.
+ONE_MARKER_BASELINE_MSE = 1 / 12
+
 
 def make_adding_problem(
     n_samples: int, sequence_length: int, seed: int = 0
@@ -42,7 +48,8 @@ def make_adding_problem(
 
     Returns ``x`` of shape ``(n_samples, sequence_length, 2)`` and ``y`` of
     shape ``(n_samples, 1)``, both float32; the same `seed` gives the same data.
-    Predicting the mean target scores `ADDING_PROBLEM_BASELINE_MSE`.
+    Predicting the mean target scores `ADDING_PROBLEM_BASELINE_MSE`; using
+    one marked value and guessing the other scores `ONE_MARKER_BASELINE_MSE`.
     """
     if n_samples < 1:
         raise ValueError(f"n_samples must be at least 1, not {n_samples}")
@@ -93,6 +100,13 @@ class _StepFunctions:
             return records.stack()
 
         self.train_batches = train_batches
+
+        @tf.function(reduce_retracing=True)
+        def mean_squared_error(x, y):
+            # Inference mode, the whole set in one call.
+            return tf.reduce_mean(tf.square(tf.cast(model(x, training=False), tf.float32) - y))
+
+        self.mean_squared_error = mean_squared_error
 
 
 _STEP_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -164,6 +178,15 @@ def blowup_step(steps: pd.DataFrame, above: float = math.inf) -> int | None:
     return int(bad[0]) if len(bad) else None
 
 
+def validation_mse(model: keras.Model, x, y) -> float:
+    """Mean squared error of a compiled `model`'s predictions on ``(x, y)``
+    (inference mode, one call; traced once per model, like `record_steps`).
+    NaN when the weights are no longer finite."""
+    x = np.asarray(x, dtype="float32")
+    y = np.asarray(y, dtype="float32").reshape(len(x), -1)
+    return float(_step_functions(model).mean_squared_error(x, y))
+
+
 def record_steps_over_seeds(
     build: Callable[[], keras.Model],
     optimizers: Mapping[str, Callable[[], keras.optimizers.Optimizer]],
@@ -174,6 +197,7 @@ def record_steps_over_seeds(
     batch_size: int,
     loss: str | keras.losses.Loss = "mse",
     stop_above: float = math.inf,
+    validation_data: tuple | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train the model that `build` makes with every optimizer in `optimizers`
     (label -> function that makes a fresh optimizer), once per seed, recording
@@ -188,7 +212,10 @@ def record_steps_over_seeds(
     with the `record_steps` columns; `runs` one row per (config, seed) with
     ``blew_up``, ``blowup_step`` (NaN if none), ``max_grad_norm`` and
     ``max_update_norm`` (over the finite steps) and ``final_loss`` (the mean
-    training loss of the last epoch; NaN for a run that blew up).
+    training loss of the last epoch; NaN for a run that blew up). With
+    ``validation_data=(x_val, y_val)``, `runs` also has ``val_mse``: the mean
+    squared error on that set after training (`validation_mse`; NaN for a
+    run that blew up).
     """
     step_frames, run_rows = [], []
     for label, make_optimizer in optimizers.items():
@@ -198,7 +225,12 @@ def record_steps_over_seeds(
         for seed in seeds:
             reused.reset(seed)
             steps = record_steps(model, x, y, epochs, batch_size, seed=seed, stop_above=stop_above)
-            run_rows.append({"config": label, "seed": seed, **_run_summary(steps, stop_above)})
+            summary = _run_summary(steps, stop_above)
+            if validation_data is not None:
+                summary["val_mse"] = (
+                    np.nan if summary["blew_up"] else validation_mse(model, *validation_data)
+                )
+            run_rows.append({"config": label, "seed": seed, **summary})
             step_frames.append(steps.reset_index().assign(config=label, seed=seed))
     columns = ["config", "seed", "step"]
     all_steps = pd.concat(step_frames, ignore_index=True)
@@ -349,8 +381,8 @@ def plot_blowups_over_seeds(
     for position, config in enumerate(configs):
         rows = runs[runs["config"] == config]
         ok = rows[~rows["blew_up"]]
-        jitter = np.linspace(-0.12, 0.12, len(rows))[: len(ok)] if len(rows) > 1 else [0]
-        ax.scatter(position + np.asarray(jitter), ok[metric], color="black", s=22, zorder=3)
+        spread = np.linspace(-0.12, 0.12, len(rows)) if len(rows) > 1 else np.zeros(1)
+        ax.scatter(position + spread[: len(ok)], ok[metric], color="black", s=22, zorder=3)
         n_bad = int(rows["blew_up"].sum())
         if n_bad:
             xs = position + np.linspace(-0.12, 0.12, n_bad) if n_bad > 1 else [position]

@@ -44,6 +44,12 @@ def test_adding_problem_is_reproducible_and_its_baseline_is_the_target_variance(
     assert not np.array_equal(x1, x3)
     # predicting the mean target (1) scores the documented baseline
     assert abs(np.mean((y1 - 1.0) ** 2) - clipping.ADDING_PROBLEM_BASELINE_MSE) < 0.01
+    # reading the first marked value exactly and guessing 0.5 for the other
+    # scores the one-marker baseline, half of the mean predictor's
+    first_value = (x1[..., 0] * x1[..., 1])[:, :5].sum(axis=1, keepdims=True)
+    one_marker = np.mean((y1 - first_value - 0.5) ** 2)
+    assert abs(one_marker - clipping.ONE_MARKER_BASELINE_MSE) < 0.005
+    assert clipping.ONE_MARKER_BASELINE_MSE == clipping.ADDING_PROBLEM_BASELINE_MSE / 2
     # both halves get markers at every position
     positions = np.argwhere(x1[..., 1] == 1)[:, 1]
     assert set(positions) == set(range(10))
@@ -154,6 +160,46 @@ def test_record_steps_over_seeds_gives_each_seed_a_fresh_model():
     other = steps[(steps["config"] == "ok") & (steps["seed"] == 4)]
     assert not np.allclose(first["loss"].iloc[:16], other["loss"].iloc[:16])
     assert list(steps.columns[:3]) == ["config", "seed", "step"]
+    assert "val_mse" not in runs  # only with validation data
+
+
+def test_record_steps_over_seeds_reports_the_validation_mse_of_every_run():
+    x, y = regression_data()
+    x_val = np.linspace(-2, 2, 64, dtype="float32").reshape(32, 2)  # another set
+    y_val = (x_val @ np.array([[3.0], [-2.0]]) + 1.0).astype("float32")  # same line
+
+    def build():
+        return keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+
+    optimizers = {
+        "ok": lambda: keras.optimizers.SGD(0.1),
+        "too high": lambda: keras.optimizers.SGD(5.0),
+    }
+    _, runs = record_steps_over_seeds(
+        build,
+        optimizers,
+        x,
+        y,
+        seeds=[1, 2],
+        epochs=30,
+        batch_size=16,
+        stop_above=1e6,
+        validation_data=(x_val, y_val),
+    )
+    ok = runs[runs["config"] == "ok"]
+    # the exact linear target: the trained model's MSE is near 0 on any set
+    assert (ok["val_mse"] < 1e-3).all()
+    assert runs.loc[runs["blew_up"], "val_mse"].isna().all()
+
+
+def test_validation_mse_is_the_mean_squared_error_of_the_predictions():
+    x, y = regression_data(40)
+    model = linear_regression(0.05)  # zero weights: predicts 0
+    np.testing.assert_allclose(clipping.validation_mse(model, x, y), np.mean(y**2), rtol=1e-5)
+    model.layers[0].bias.assign([2.0])
+    np.testing.assert_allclose(
+        clipping.validation_mse(model, x, y[:, 0]), np.mean((y - 2.0) ** 2), rtol=1e-5
+    )
 
 
 # --- the one-unit recurrent net -----------------------------------------------------------------
@@ -242,3 +288,12 @@ def test_blowups_over_seeds_counts_them_in_the_tick_labels():
     assert dots == 6  # 4 finite seeds as dots, 2 blow-ups as crosses
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "loss bar (0.25)" in labels and "mean" in labels
+
+
+def test_blowups_over_seeds_draws_a_single_seed_that_blew_up():
+    runs = pd.DataFrame(
+        {"config": ["a", "b"], "seed": [1, 1], "blew_up": [True, False], "val_mse": [np.nan, 0.1]}
+    )
+    ax = clipping.plot_blowups_over_seeds(runs, metric="val_mse")
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks == ["a\n1 of 1 blew up", "b\n0 of 1 blew up"]

@@ -38,10 +38,9 @@ QUICK_RERUNS = {
     },
     "03": {
         "seed": 3,
-        "sequence_length": 20,
+        "sequence_length": 12,
         "epochs": 1,
-        "learning_rate": 0.05,
-        "spectral_radius": 1.5,
+        "learning_rate": 0.03,
         "clip_mode": "clipvalue",
         "clip_value": 0.5,
         "clip_norm": 0.5,
