@@ -139,6 +139,32 @@ def test_every_exercise_has_a_solution(path):
     assert exercise_problems(nbformat.read(path, as_version=4)) == []
 
 
+def only_prints(source: str) -> bool:
+    """Whether a code cell does nothing but print (comments aside)."""
+    lines = [line.strip() for line in source.splitlines()]
+    code = [line for line in lines if line and not line.startswith("#")]
+    return not code or all(line.startswith("print(") for line in code)
+
+
+def test_only_prints_recognizes_a_cell_that_merely_prints_a_command():
+    assert only_prints("# Solution: run this in a terminal\nprint('papermill ...')")
+    assert only_prints("# Solution\n")
+    assert not only_prints("# Solution\nx = train()\nprint(x)")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_every_solution_runs_something(path):
+    """A solution shows its result by computing it, not by printing a command
+    to run elsewhere."""
+    notebook = nbformat.read(path, as_version=4)
+    printing = [
+        index
+        for index, cell in enumerate(notebook.cells)
+        if copies.is_solution(cell) and cell.cell_type == "code" and only_prints(cell.source)
+    ]
+    assert not printing, f"solution cells that only print: {printing}"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_student_copy_has_no_solution_code_or_output(path, tmp_path):
     instructor = nbformat.read(path, as_version=4)
