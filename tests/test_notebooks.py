@@ -64,6 +64,16 @@ QUICK_RERUNS = {
         "depth": 4,
         "target_loss": 1.0,
     },
+    "06": {
+        "seed": 3,
+        "depth": 4,
+        "epochs": 2,
+        "batch_size": 256,
+        "peak_rate": 0.01,
+        "constant_rates": [0.003],
+        "warmup_steps": 2,
+        "n_seeds": 1,
+    },
 }
 # One bad value per notebook, with what the error must mention.
 BAD_PARAMETERS = {
@@ -75,6 +85,7 @@ BAD_PARAMETERS = {
         {"optimizers": ["sgd", "adamax"]},
         ["'optimizers'", "item 'adamax' is refused", "'nadam'"],
     ),
+    "06": ({"peak_rate": 0}, ["'peak_rate'", "got 0", "a number > 0"]),
 }
 
 ids = [path.stem for path in NOTEBOOKS]
