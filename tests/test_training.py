@@ -7,6 +7,7 @@ from helpers.models import build_mlp
 from helpers.seeding import seed_everything, seed_new_weights
 from helpers.training import (
     ReusedModel,
+    build_training_state,
     final_epoch_summary,
     fresh_weights,
     initial_optimizer_state,
@@ -75,6 +76,41 @@ def test_train_over_seeds_equals_fresh_models(digits):
         alone = train_quietly(fresh, digits, epochs=3, batch_size=64, seed=seed, validation_freq=3)
         reused = runs[runs["seed"] == seed]
         np.testing.assert_allclose(reused["loss"], alone["loss"], rtol=1e-5)
+
+
+class CountingTraces(keras.Sequential):
+    """A Sequential model that counts how often its training step is traced."""
+
+    traces = 0
+
+    def train_step(self, data):
+        self.traces += 1
+        return super().train_step(data)
+
+
+@pytest.mark.parametrize("train", ["quietly", "passes"])
+def test_training_functions_are_traced_once(digits, train):
+    model = CountingTraces(tiny_mlp().layers)
+    model.compile(
+        optimizer=sgd(),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=8,  # (with 1, a smaller last batch is one more trace)
+    )
+    if train == "quietly":
+        train_quietly(model, digits, epochs=2, batch_size=256)
+    else:
+        train_passes(model, digits.x_train, digits.y_train, epochs=2, batch_size=256, seed=0)
+    assert model.traces == 1
+
+
+def test_build_training_state_leaves_the_metrics_at_zero(digits):
+    model = tiny_mlp()
+    model.compile(optimizer=sgd(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    assert not model.metrics_variables[2:]  # accuracy's variables do not exist yet
+    build_training_state(model, digits.x_train, digits.y_train)
+    assert len(model.metrics_variables) == 4
+    assert all(float(np.sum(v.numpy())) == 0 for v in model.metrics_variables)
 
 
 def test_final_epoch_summary():
