@@ -71,6 +71,7 @@ def _import_tensorflow() -> None:
 _import_tensorflow()
 
 from helpers.claims import claim  # noqa: E402
+from helpers.monitor import TrainingMonitor  # noqa: E402
 from helpers.params import Choice, Integer, ListOf, Number, check_parameters  # noqa: E402
 
 __all__ = [
@@ -78,6 +79,7 @@ __all__ = [
     "Integer",
     "ListOf",
     "Number",
+    "TrainingMonitor",
     "check_parameters",
     "claim",
 ]

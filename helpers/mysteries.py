@@ -1,0 +1,283 @@
+"""Plumbing for notebook 07 (diagnosing failing runs): training runs that
+fail for a reason the learner must find, built behind one function so that
+the code the learner reads first does not give the cause away.
+
+`mystery(name, seed)` returns a `Run`: a compiled model, its data and its
+training budget. `Run.fit` trains it silently and returns the history.
+`reveal(name)` says what was wrong, and `fixed(name, seed)` builds the same
+run with the fix the course teaches (the notebook writes the fix in plain
+Keras in its solution cells; the tests use `fixed`).
+
+The cases are the course's own failures, at the settings of their notebooks
+or smaller, met as a practitioner meets them:
+
+* ``"A"``: a deep sigmoid MLP with a fixed-scale normal initializer (01);
+* ``"B"``: a deep ReLU MLP with weights of standard deviation 1 (01);
+* ``"C"``: a ReLU MLP trained with Adam at too high a rate: its units die (06);
+* ``"D"``: plain SGD at too high a rate (06);
+* ``"E"``: a SimpleRNN on the adding problem that meets a cliff (03); its fix
+  clips the gradient at notebook 03's rate, 0.05, for notebook 03's 8 epochs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import pandas as pd
+
+from helpers.clipping import make_adding_problem
+from helpers.data import Split, load_digits_split
+from helpers.models import build_mlp
+from helpers.monitor import SYMPTOMS, TrainingMonitor
+from helpers.seeding import seed_new_weights
+from helpers.training import make_dataset
+
+#: The mysteries, in the notebook's order.
+MYSTERIES = ("A", "B", "C", "D", "E")
+
+#: The symptom of `helpers.monitor.SYMPTOMS` that names each mystery's cause.
+EXPECTED_SYMPTOM = {
+    "A": "vanishing_gradients",
+    "B": "exploding_gradients",
+    "C": "dead_units",
+    "D": "loss_diverged",
+    "E": "loss_spikes",
+}
+
+#: Depth and width of the MLPs of the mysteries A to D.
+DEPTH, WIDTH = 16, 64
+SEQUENCE_LENGTH = 20
+#: Optimizer steps per call into TensorFlow (fewer calls: faster on a CPU).
+STEPS_PER_EXECUTION = 32
+#: Training epochs of the digit runs A to D (34 steps each).
+DIGIT_EPOCHS = 6
+#: The clipped RNN of mystery E's fix trains at notebook 03's rate for its 8 epochs.
+FIXED_RNN_EPOCHS = 8
+
+_CAUSES = {
+    "A": (
+        "every hidden layer is Dense(64, activation='sigmoid') with "
+        "kernel_initializer=RandomNormal(stddev=0.5): a fixed scale and a saturating "
+        "activation, so the gradient shrinks layer after layer on its way to the input "
+        "(notebook 01)"
+    ),
+    "B": (
+        "every hidden layer is Dense(64, activation='relu') with "
+        "kernel_initializer=RandomNormal(stddev=1.0): each layer multiplies the signal "
+        "and the gradient by about sqrt(64 / 2) = 5.7, so both explode (notebook 01)"
+    ),
+    "C": (
+        "a ReLU MLP with He initialization, trained with Adam at learning_rate=0.03: "
+        "the first full-size steps push many units below zero for every input, and a "
+        "dead ReLU gets no gradient to come back (notebook 06)"
+    ),
+    "D": (
+        "a ReLU MLP with He initialization, trained with plain SGD at learning_rate=1.0: "
+        "too high for this net, the first steps overshoot and the loss overflows "
+        "(notebook 06)"
+    ),
+    "E": (
+        "a SimpleRNN(32) with Keras's default initializers on the adding problem, SGD "
+        "with momentum 0.9 at learning_rate=0.1, no clipping: the loss surface has "
+        "cliffs, a step on one throws the weights far away, and the loss overflows "
+        "(notebook 03)"
+    ),
+}
+
+
+@dataclass
+class Run:
+    """A compiled model with its data and budget: one training run."""
+
+    name: str
+    model: keras.Model
+    x_train: np.ndarray
+    y_train: np.ndarray
+    epochs: int
+    batch_size: int
+    seed: int
+    x_valid: np.ndarray | None = None
+    y_valid: np.ndarray | None = None
+    history: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def probe(self, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """A fixed batch of `size` training examples for a monitor."""
+        return self.x_train[:size], self.y_train[:size]
+
+    def fit(self, callbacks: Iterable[keras.callbacks.Callback] = ()) -> pd.DataFrame:
+        """Train silently (the data reshuffled every epoch by the run's seed);
+        returns the history (training loss per epoch, indexed 1..n), also kept
+        in `history`."""
+        result = self.model.fit(
+            make_dataset(self.x_train, self.y_train, self.batch_size, shuffle_seed=self.seed),
+            epochs=self.epochs,
+            shuffle=False,  # the dataset reshuffles itself every epoch
+            verbose=0,
+            callbacks=list(callbacks),
+        )
+        self.history = pd.DataFrame(
+            result.history, index=pd.RangeIndex(1, self.epochs + 1, name="epoch")
+        )
+        return self.history
+
+    def evaluate(self) -> float:
+        """Validation accuracy for a classifier, validation MSE for the
+        adding problem (inference mode, one plain call)."""
+        predictions = keras.ops.convert_to_numpy(self.model(self.x_valid, training=False))
+        if self.name.startswith("E"):
+            errors = predictions.astype("float64") - self.y_valid
+            with np.errstate(over="ignore", invalid="ignore"):
+                return float(np.mean(errors**2))
+        return float(np.mean(np.argmax(predictions, axis=-1) == self.y_valid))
+
+
+_DIGITS: dict[int, Split] = {}
+
+
+def digits() -> Split:
+    """The course's digits split (loaded once)."""
+    if 0 not in _DIGITS:
+        _DIGITS[0] = load_digits_split()
+    return _DIGITS[0]
+
+
+def _mlp(activation: str, initializer, optimizer: keras.optimizers.Optimizer, depth: int):
+    model = build_mlp(depth, WIDTH, activation, initializer)
+    model.compile(
+        optimizer=optimizer,
+        loss="sparse_categorical_crossentropy",
+        steps_per_execution=STEPS_PER_EXECUTION,
+    )
+    return model
+
+
+def _rnn(optimizer: keras.optimizers.Optimizer, steps_per_execution: int) -> keras.Model:
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(SEQUENCE_LENGTH, 2)),
+            keras.layers.SimpleRNN(32),
+            keras.layers.Dense(1),
+        ]
+    )
+    model.compile(optimizer=optimizer, loss="mse", steps_per_execution=steps_per_execution)
+    return model
+
+
+_BUILDERS: dict[str, tuple[Callable[[int], keras.Model], Callable[[int], keras.Model], int]] = {
+    # name: (the mystery, its fix, epochs)
+    "A": (
+        lambda depth: _mlp(
+            "sigmoid",
+            keras.initializers.RandomNormal(stddev=0.5),
+            keras.optimizers.SGD(0.05),
+            depth,
+        ),
+        lambda depth: _mlp("selu", "lecun_normal", keras.optimizers.SGD(0.05), depth),
+        DIGIT_EPOCHS,
+    ),
+    "B": (
+        lambda depth: _mlp(
+            "relu", keras.initializers.RandomNormal(stddev=1.0), keras.optimizers.SGD(0.05), depth
+        ),
+        lambda depth: _mlp("relu", "he_normal", keras.optimizers.SGD(0.05), depth),
+        DIGIT_EPOCHS,
+    ),
+    "C": (
+        lambda depth: _mlp("relu", "he_normal", keras.optimizers.Adam(0.03), depth),
+        lambda depth: _mlp("relu", "he_normal", keras.optimizers.Adam(0.001), depth),
+        DIGIT_EPOCHS,
+    ),
+    "D": (
+        lambda depth: _mlp("relu", "he_normal", keras.optimizers.SGD(1.0), depth),
+        lambda depth: _mlp("relu", "he_normal", keras.optimizers.SGD(0.05), depth),
+        DIGIT_EPOCHS,
+    ),
+    "E": (
+        # Keras's default of one step per execution: the monitor sees every step.
+        lambda depth: _rnn(keras.optimizers.SGD(0.1, momentum=0.9), 1),
+        lambda depth: _rnn(
+            keras.optimizers.SGD(0.05, momentum=0.9, global_clipnorm=1.0), STEPS_PER_EXECUTION
+        ),
+        4,
+    ),
+}
+
+
+def _run(name: str, seed: int, fixed: bool, depth: int, epochs: int | None) -> Run:
+    if name not in _BUILDERS:
+        raise ValueError(f"no mystery {name!r}: choose one of {', '.join(MYSTERIES)}")
+    mystery_builder, fix_builder, default_epochs = _BUILDERS[name]
+    seed_new_weights(seed)
+    model = (fix_builder if fixed else mystery_builder)(depth)
+    epochs = epochs or (FIXED_RNN_EPOCHS if fixed and name == "E" else default_epochs)
+    if name == "E":
+        x, y = make_adding_problem(4000, SEQUENCE_LENGTH, seed=seed)
+        x_valid, y_valid = make_adding_problem(1000, SEQUENCE_LENGTH, seed=seed + 1)
+        return Run(name, model, x, y, epochs, 32, seed, x_valid, y_valid)
+    data = digits()
+    return Run(
+        name, model, data.x_train, data.y_train, epochs, 32, seed, data.x_valid, data.y_valid
+    )
+
+
+def mystery(name: str, seed: int = 0, depth: int = DEPTH, epochs: int | None = None) -> Run:
+    """The failing run `name` (one of `MYSTERIES`), its weights drawn with
+    `seed`; MLP mysteries have `depth` hidden layers."""
+    return _run(name, seed, fixed=False, depth=depth, epochs=epochs)
+
+
+def fixed(name: str, seed: int = 0, depth: int = DEPTH, epochs: int | None = None) -> Run:
+    """The same run with the course's fix for its cause."""
+    return _run(name, seed, fixed=True, depth=depth, epochs=epochs)
+
+
+def reveal(name: str) -> str:
+    """What was wrong with mystery `name`, and where the course treats it."""
+    if name not in _CAUSES:
+        raise ValueError(f"no mystery {name!r}: choose one of {', '.join(MYSTERIES)}")
+    return f"Mystery {name}: {_CAUSES[name]}."
+
+
+def symptom_table(
+    names: Iterable[str],
+    seeds: Iterable[int],
+    *,
+    fixed_runs: bool = False,
+    epochs: int | None = None,
+    depth: int = DEPTH,
+) -> pd.DataFrame:
+    """Run each mystery (or its fix) once per seed with a
+    `helpers.monitor.TrainingMonitor` and return one row per run: ``case``,
+    ``seed``, ``symptoms`` (a tuple) and ``score`` (`Run.evaluate`)."""
+    rows = []
+    for name in names:
+        for seed in seeds:
+            run = (fixed if fixed_runs else mystery)(name, seed, depth=depth, epochs=epochs)
+            monitor = TrainingMonitor(*run.probe())
+            run.fit([monitor])
+            rows.append(
+                {
+                    "case": name + (" fixed" if fixed_runs else ""),
+                    "seed": seed,
+                    "symptoms": tuple(monitor.symptoms),
+                    "score": run.evaluate(),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def confusion(table: pd.DataFrame) -> pd.DataFrame:
+    """From `symptom_table` rows: per case, on how many seeds each symptom
+    was named (columns: the symptoms, ``none`` and ``runs``)."""
+    counts = {
+        case: {
+            **{s: sum(s in named for named in group["symptoms"]) for s in SYMPTOMS},
+            "none": sum(not named for named in group["symptoms"]),
+            "runs": len(group),
+        }
+        for case, group in table.groupby("case", sort=False)
+    }
+    return pd.DataFrame(counts).T.rename_axis("case")
