@@ -61,6 +61,9 @@ SYMPTOMS = (
 #: before the first step and one after the last).
 PROBE_SAMPLES = 24
 
+#: Measurements run eagerly before the probe step is traced (`tf.function`).
+EAGER_MEASUREMENTS = 2
+
 #: Vanishing gradients: the gradient reaching the first weight layer's output
 #: (RMS of dL/da) is below this fraction of the one reaching the last hidden
 #: weight layer's output, at the median of the probe measurements (two orders
@@ -372,7 +375,10 @@ class TrainingMonitor(keras.callbacks.Callback):
         }
 
     def _measure(self, step: int) -> None:
-        result = {k: v.numpy() for k, v in self._probe_fn(self.x_probe, self.y_probe).items()}
+        # The first measurements run eagerly: a run that stops early (a NaN)
+        # never pays for tracing the probe step.
+        probe = self._probe_fn if len(self._probe_rows) >= EAGER_MEASUREMENTS else self._probe_step
+        result = {k: v.numpy() for k, v in probe(self.x_probe, self.y_probe).items()}
         squares = dict(
             zip([id(v) for v in self.model.trainable_variables], result["squares"], strict=False)
         )
@@ -437,8 +443,9 @@ class TrainingMonitor(keras.callbacks.Callback):
                     loss = (done * running - before * mean_before) / (done - before)
                 else:
                     loss = running
+                update = self._update() / (done - before)
                 self._step_rows.append(
-                    {"step": step, "loss": loss, "running": running, "update": self._update()}
+                    {"step": step, "loss": loss, "running": running, "update": update}
                 )
                 self._last_running = (done, running)
         if step >= self._next_probe:
@@ -458,7 +465,7 @@ class TrainingMonitor(keras.callbacks.Callback):
 
     def _update(self) -> float:
         """Norm of the change of all trainable weights since the previous
-        call: the steps' update, read from the weights (cheap on small nets)."""
+        call, read from the weights (cheap on small nets)."""
         if self._previous is None:
             return float("nan")
         current = self._weights()
@@ -483,8 +490,11 @@ class TrainingMonitor(keras.callbacks.Callback):
     # -------------------------------------------------------------- records
     @property
     def steps(self) -> pd.DataFrame:
-        """Loss per logged step (``loss``: mean of the steps since the previous
-        log; ``running``: Keras's running mean of the epoch), indexed by step."""
+        """One row per logged step (Keras logs once per execution of
+        `steps_per_execution` steps): ``loss``, the mean loss of the steps
+        since the previous log; ``running``, Keras's running mean of the
+        epoch; ``update``, the norm of the change of all weights since the
+        previous log divided by its number of steps. Indexed by step."""
         columns = ["step", "loss", "running", "update"]
         return pd.DataFrame(self._step_rows, columns=columns).set_index("step")
 

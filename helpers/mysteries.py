@@ -47,8 +47,10 @@ EXPECTED_SYMPTOM = {
     "E": "loss_spikes",
 }
 
-#: Depth and width of the MLPs of the mysteries A to D.
+#: Depth and width of the MLPs of the mysteries A, B and D.
 DEPTH, WIDTH = 16, 64
+#: Depth of mystery C's MLP, notebook 06's net.
+ADAM_DEPTH = 8
 SEQUENCE_LENGTH = 20
 #: Optimizer steps per call into TensorFlow (fewer calls: faster on a CPU).
 STEPS_PER_EXECUTION = 32
@@ -70,7 +72,7 @@ _CAUSES = {
         "and the gradient by about sqrt(64 / 2) = 5.7, so both explode (notebook 01)"
     ),
     "C": (
-        "a ReLU MLP with He initialization, trained with Adam at learning_rate=0.03: "
+        "an 8-layer ReLU MLP with He initialization, trained with Adam at learning_rate=0.03: "
         "the first full-size steps push many units below zero for every input, and a "
         "dead ReLU gets no gradient to come back (notebook 06)"
     ),
@@ -118,9 +120,9 @@ class Run:
             verbose=0,
             callbacks=list(callbacks),
         )
-        self.history = pd.DataFrame(
-            result.history, index=pd.RangeIndex(1, self.epochs + 1, name="epoch")
-        )
+        history = pd.DataFrame(result.history)  # shorter when a callback stopped the run
+        history.index = pd.RangeIndex(1, len(history) + 1, name="epoch")
+        self.history = history
         return self.history
 
     def evaluate(self) -> float:
@@ -185,9 +187,10 @@ _BUILDERS: dict[str, tuple[Callable[[int], keras.Model], Callable[[int], keras.M
         lambda depth: _mlp("relu", "he_normal", keras.optimizers.SGD(0.05), depth),
         DIGIT_EPOCHS,
     ),
+    # Notebook 06's net: 8 hidden layers (`depth` is not used).
     "C": (
-        lambda depth: _mlp("relu", "he_normal", keras.optimizers.Adam(0.03), depth),
-        lambda depth: _mlp("relu", "he_normal", keras.optimizers.Adam(0.001), depth),
+        lambda depth: _mlp("relu", "he_normal", keras.optimizers.Adam(0.03), ADAM_DEPTH),
+        lambda depth: _mlp("relu", "he_normal", keras.optimizers.Adam(0.001), ADAM_DEPTH),
         DIGIT_EPOCHS,
     ),
     "D": (
@@ -225,7 +228,8 @@ def _run(name: str, seed: int, fixed: bool, depth: int, epochs: int | None) -> R
 
 def mystery(name: str, seed: int = 0, depth: int = DEPTH, epochs: int | None = None) -> Run:
     """The failing run `name` (one of `MYSTERIES`), its weights drawn with
-    `seed`; MLP mysteries have `depth` hidden layers."""
+    `seed`; the MLPs of A, B and D have `depth` hidden layers (C has
+    `ADAM_DEPTH`); `epochs` replaces the run's budget."""
     return _run(name, seed, fixed=False, depth=depth, epochs=epochs)
 
 

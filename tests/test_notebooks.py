@@ -74,6 +74,7 @@ QUICK_RERUNS = {
         "warmup_steps": 2,
         "n_seeds": 1,
     },
+    "07": {"seed": 3, "depth": 4, "epochs": 2, "probe_size": 64},
 }
 # One bad value per notebook, with what the error must mention.
 BAD_PARAMETERS = {
@@ -86,6 +87,7 @@ BAD_PARAMETERS = {
         ["'optimizers'", "item 'adamax' is refused", "'nadam'"],
     ),
     "06": ({"peak_rate": 0}, ["'peak_rate'", "got 0", "a number > 0"]),
+    "07": ({"probe_size": 8}, ["'probe_size'", "got 8", "an integer from 16 to 1024"]),
 }
 
 ids = [path.stem for path in NOTEBOOKS]
