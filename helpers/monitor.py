@@ -699,7 +699,9 @@ class TrainingMonitor(keras.callbacks.Callback):
         ax.plot(norm.index, norm, "o-", ms=3, color="tab:purple", label="gradient norm (probe)")
         update = steps["update"].where(np.isfinite(steps["update"]) & (steps["update"] > 0))
         if update.notna().any():
-            ax.plot(update.index, update, color="tab:green", alpha=0.6, label="update size per log")
+            ax.plot(
+                update.index, update, color="tab:green", alpha=0.6, label="update size per step"
+            )
         ax.set(xlabel="optimizer step", ylabel="norm (log scale)", yscale="log")
         ax.set_title("Whole gradient and weight update")
         ax.legend(loc="best")

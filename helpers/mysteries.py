@@ -9,14 +9,22 @@ run with the fix the course teaches (the notebook writes the fix in plain
 Keras in its solution cells; the tests use `fixed`).
 
 The cases are the course's own failures, at the settings of their notebooks
-or smaller, met as a practitioner meets them:
+or smaller, met as a practitioner meets them (symptom, then cause):
 
-* ``"A"``: a deep sigmoid MLP with a fixed-scale normal initializer (01);
-* ``"B"``: a deep ReLU MLP with weights of standard deviation 1 (01);
-* ``"C"``: a ReLU MLP trained with Adam at too high a rate: its units die (06);
-* ``"D"``: plain SGD at too high a rate (06);
-* ``"E"``: a SimpleRNN on the adding problem that meets a cliff (03); its fix
-  clips the gradient at notebook 03's rate, 0.05, for notebook 03's 8 epochs.
+* ``"A"``: stuck at chance; a deep sigmoid MLP with a fixed-scale normal
+  initializer, N(0, 0.5) (01). Fix: SELU with LeCun init.
+* ``"B"``: NaN within the first steps; an 8-layer ReLU MLP with weights of
+  standard deviation 1 (01). Fix: He init.
+* ``"C"``: stops short and jumps about; notebook 06's 8-layer ReLU MLP with
+  Adam at 0.03, whose units die (06). Fix: Adam at its default 0.001.
+* ``"D"``: NaN within the first steps, from a well-built net (the fix of
+  B); plain SGD at 2.0 (06). Fix: SGD at 0.05.
+* ``"E"``: the loss takes off within 40 steps; notebook 03's SimpleRNN at
+  twice notebook 03's rate, 0.1, with momentum 0.9: the steps grow by orders
+  of magnitude before the loss overflows (03). Fix: ``global_clipnorm=1.0``
+  at notebook 03's rate, 0.05, for its 8 epochs. (At 0.05 without clipping
+  the net meets a cliff on some seeds only, which would not make a mystery
+  that shows on every seed.)
 """
 
 from __future__ import annotations
@@ -47,10 +55,11 @@ EXPECTED_SYMPTOM = {
     "E": "loss_spikes",
 }
 
-#: Depth and width of the MLPs of the mysteries A, B and D.
+#: Depth (hidden layers) of mystery A's sigmoid MLP, and width of every MLP.
 DEPTH, WIDTH = 16, 64
-#: Depth of mystery C's MLP, notebook 06's net.
-ADAM_DEPTH = 8
+#: Depth of the ReLU MLPs of mysteries B, C and D: notebook 06's net, which
+#: plain SGD trains reliably within the budget once it is fixed.
+RELU_DEPTH = 8
 SEQUENCE_LENGTH = 20
 #: Optimizer steps per call into TensorFlow (fewer calls: faster on a CPU).
 STEPS_PER_EXECUTION = 32
@@ -67,7 +76,7 @@ _CAUSES = {
         "(notebook 01)"
     ),
     "B": (
-        "every hidden layer is Dense(64, activation='relu') with "
+        "each of the 8 hidden layers is Dense(64, activation='relu') with "
         "kernel_initializer=RandomNormal(stddev=1.0): each layer multiplies the signal "
         "and the gradient by about sqrt(64 / 2) = 5.7, so both explode (notebook 01)"
     ),
@@ -77,15 +86,16 @@ _CAUSES = {
         "dead ReLU gets no gradient to come back (notebook 06)"
     ),
     "D": (
-        "a ReLU MLP with He initialization, trained with plain SGD at learning_rate=1.0: "
+        "an 8-layer ReLU MLP with He initialization, trained with plain SGD at "
+        "learning_rate=2.0: "
         "too high for this net, the first steps overshoot and the loss overflows "
         "(notebook 06)"
     ),
     "E": (
         "a SimpleRNN(32) with Keras's default initializers on the adding problem, SGD "
-        "with momentum 0.9 at learning_rate=0.1, no clipping: the loss surface has "
-        "cliffs, a step on one throws the weights far away, and the loss overflows "
-        "(notebook 03)"
+        "with momentum 0.9 at learning_rate=0.1, no clipping: twice the rate notebook 03 "
+        "trains at; each step grows the recurrent weights, the gradient through the time "
+        "steps grows with them, and within a few dozen steps the loss overflows (notebook 03)"
     ),
 }
 
@@ -180,22 +190,25 @@ _BUILDERS: dict[str, tuple[Callable[[int], keras.Model], Callable[[int], keras.M
         lambda depth: _mlp("selu", "lecun_normal", keras.optimizers.SGD(0.05), depth),
         DIGIT_EPOCHS,
     ),
+    # B, C and D: notebook 06's 8-layer net (`depth` is A's only).
     "B": (
         lambda depth: _mlp(
-            "relu", keras.initializers.RandomNormal(stddev=1.0), keras.optimizers.SGD(0.05), depth
+            "relu",
+            keras.initializers.RandomNormal(stddev=1.0),
+            keras.optimizers.SGD(0.05),
+            RELU_DEPTH,
         ),
-        lambda depth: _mlp("relu", "he_normal", keras.optimizers.SGD(0.05), depth),
+        lambda depth: _mlp("relu", "he_normal", keras.optimizers.SGD(0.05), RELU_DEPTH),
         DIGIT_EPOCHS,
     ),
-    # Notebook 06's net: 8 hidden layers (`depth` is not used).
     "C": (
-        lambda depth: _mlp("relu", "he_normal", keras.optimizers.Adam(0.03), ADAM_DEPTH),
-        lambda depth: _mlp("relu", "he_normal", keras.optimizers.Adam(0.001), ADAM_DEPTH),
+        lambda depth: _mlp("relu", "he_normal", keras.optimizers.Adam(0.03), RELU_DEPTH),
+        lambda depth: _mlp("relu", "he_normal", keras.optimizers.Adam(0.001), RELU_DEPTH),
         DIGIT_EPOCHS,
     ),
     "D": (
-        lambda depth: _mlp("relu", "he_normal", keras.optimizers.SGD(1.0), depth),
-        lambda depth: _mlp("relu", "he_normal", keras.optimizers.SGD(0.05), depth),
+        lambda depth: _mlp("relu", "he_normal", keras.optimizers.SGD(2.0), RELU_DEPTH),
+        lambda depth: _mlp("relu", "he_normal", keras.optimizers.SGD(0.05), RELU_DEPTH),
         DIGIT_EPOCHS,
     ),
     "E": (
@@ -228,8 +241,8 @@ def _run(name: str, seed: int, fixed: bool, depth: int, epochs: int | None) -> R
 
 def mystery(name: str, seed: int = 0, depth: int = DEPTH, epochs: int | None = None) -> Run:
     """The failing run `name` (one of `MYSTERIES`), its weights drawn with
-    `seed`; the MLPs of A, B and D have `depth` hidden layers (C has
-    `ADAM_DEPTH`); `epochs` replaces the run's budget."""
+    `seed`; A's MLP has `depth` hidden layers (B, C and D have
+    `RELU_DEPTH`); `epochs` replaces the run's budget."""
     return _run(name, seed, fixed=False, depth=depth, epochs=epochs)
 
 
