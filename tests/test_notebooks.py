@@ -49,10 +49,12 @@ QUICK_RERUNS = {
     "04": {
         "seed": 3,
         "n_per_class": 2,
-        "epochs_frozen": 3,
-        "epochs_finetune": 2,
-        "learning_rate": 0.1,
-        "finetune_learning_rate": 0.01,
+        "epochs_frozen": 5,
+        "epochs_finetune": 3,
+        "learning_rate": 0.03,
+        "finetune_learning_rate": 0.003,
+        "scratch_rates": [0.01],
+        "curve_sizes": [1, 2],
         "n_seeds": 2,
     },
     "05": {

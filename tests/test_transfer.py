@@ -4,7 +4,6 @@ import pandas as pd
 import pytest
 
 from helpers import transfer
-from helpers.models import build_mlp
 from helpers.seeding import seed_new_weights
 from helpers.training import accuracy, train_passes
 from helpers.transfer import (
@@ -21,8 +20,15 @@ from helpers.transfer import (
 )
 
 
-def plain_mlp():
-    return build_mlp(1, 16, n_classes=5)
+def plain_net():
+    return keras.Sequential(
+        [
+            keras.Input(shape=transfer.INPUT_SHAPE),
+            keras.layers.Flatten(),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(5, activation="softmax"),
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +47,24 @@ def test_target_task_is_the_digits_model_a_never_saw(task):
     assert total == 896  # every 5, 6, 7, 8 and 9 of scikit-learn's digits
     assert len(task.y_test) > len(task.y_valid)
     assert np.bincount(task.y_train).min() >= transfer.MAX_N_PER_CLASS
+    assert task.x_train.shape[1:] == (16, 16, 1)
     assert task.x_train.min() == 0.0 and task.x_train.max() == 1.0
+
+
+def test_place_on_canvas_keeps_the_digit_and_moves_it():
+    images, _ = transfer.digit_images(transfer.SOURCE_CLASSES)
+    placed = transfer.place_on_canvas(images[:200], np.random.default_rng(0))
+    assert placed.shape == (200, 16, 16, 1)
+    assert np.allclose(placed.sum(axis=(1, 2, 3)), images[:200].sum(axis=(1, 2)))
+    rows = {int(np.flatnonzero(p.sum(axis=(1, 2)))[0]) for p in placed}
+    assert len(rows) > 5  # digits sit at many heights
+
+
+def test_source_split_places_every_training_digit_many_times():
+    x_train, y_train, x_test, y_test = transfer.source_split(copies=3)
+    assert x_train.shape[1:] == (16, 16, 1) and len(x_train) == 3 * 675
+    assert len(x_test) == len(y_test) == 226
+    assert sorted(set(y_train)) == [0, 1, 2, 3, 4]
 
 
 def test_few_shot_draws_n_per_class_from_the_pool(task):
@@ -62,7 +85,8 @@ def test_few_shot_refuses_impossible_sizes(task, n):
 
 
 def test_inputs_are_pixels_divided_by_16():
-    x, y = transfer.digit_pixels(transfer.SOURCE_CLASSES)
+    x, y = transfer.digit_images(transfer.SOURCE_CLASSES)
+    assert x.shape[1:] == (8, 8)
     assert x.dtype == np.float32 and x.min() == 0.0 and x.max() == 1.0
     assert sorted(set(y)) == list(range(len(transfer.SOURCE_CLASSES)))
 
@@ -70,7 +94,8 @@ def test_inputs_are_pixels_divided_by_16():
 def test_transfer_model_copies_a_and_leaves_it_alone(task, model_a):
     model = build_transfer_model(model_a, 5)
     assert model.output_shape == (None, 5)
-    assert [layer.name for layer in model.layers] == ["hidden", "batch_norm", "output_B"]
+    names = [layer.name for layer in model_a.layers]
+    assert [layer.name for layer in model.layers] == names[:-1] + ["output_B"]
     assert all(
         np.array_equal(a, b)
         for a, b in zip(model.get_weights()[:-2], model_a.get_weights()[:-2], strict=True)
@@ -78,64 +103,103 @@ def test_transfer_model_copies_a_and_leaves_it_alone(task, model_a):
     assert model.layers[0] is not model_a.layers[0]
     before = model_a(task.x_test).numpy()
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss=transfer.LOSS)
-    train_passes(model, task.x_train, task.y_train, epochs=1, batch_size=32, seed=0)
+    train_passes(model, task.x_train, task.y_train, epochs=1, batch_size=64, seed=0)
     assert not np.array_equal(model.layers[0].kernel.numpy(), model_a.layers[0].kernel.numpy())
     assert np.array_equal(model_a(task.x_test).numpy(), before)
+
+
+def test_transfer_model_reuses_the_lower_layers_only_when_asked(model_a):
+    model = build_transfer_model(model_a, 5, n_reused=2)  # conv1 and pool1
+    expected = [  # BatchNormalization above the cut is left out
+        type(layer)
+        for layer in model_a.layers[:-1]
+        if not isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    assert [type(layer) for layer in model.layers[:-1]] == expected
+    conv1, conv2 = model.layers[0], model.layers[2]
+    assert np.array_equal(conv1.kernel.numpy(), model_a.layers[0].kernel.numpy())
+    assert not np.array_equal(conv2.kernel.numpy(), model_a.layers[2].kernel.numpy())
+    assert conv2 is not model_a.layers[2]
+    with pytest.raises(ValueError, match="n_reused"):
+        build_transfer_model(model_a, 5, n_reused=len(model_a.layers))
+
+
+def is_bn(layer):
+    return isinstance(layer, keras.layers.BatchNormalization)
 
 
 def test_set_reused_trainable_keeps_batchnorm_frozen_unless_asked(model_a):
     model = build_transfer_model(model_a, 5)
     set_reused_trainable(model, False)
-    assert [layer.trainable for layer in model.layers] == [False, False, True]
+    assert [layer.trainable for layer in model.layers] == [False] * 7 + [True]
     set_reused_trainable(model, True)
-    assert [layer.trainable for layer in model.layers] == [True, False, True]
+    assert [layer.trainable for layer in model.layers] == [not is_bn(la) for la in model.layers]
     set_reused_trainable(model, True, train_batchnorm=True)
-    assert [layer.trainable for layer in model.layers] == [True, True, True]
+    assert all(layer.trainable for layer in model.layers)
+    set_reused_trainable(model, False, n_reused=2)
+    assert [layer.trainable for layer in model.layers] == [False] * 2 + [True] * 6
 
 
-def fresh_transfer_run(model_a, task, seed, n_per_class=3, epochs=(4, 3)):
+def fresh_transfer_run(model_a, task, seed, n_per_class=3, steps=(4, 3), n_reused=None):
     """The recipe with a freshly built and compiled model at each stage."""
     data = few_shot(task, n_per_class, seed)
     seed_new_weights(seed)
-    model = build_transfer_model(model_a, task.n_classes)
+    model = build_transfer_model(model_a, task.n_classes, n_reused)
     results = []
-    for trainable, learning_rate, passes in ((False, 0.05, epochs[0]), (True, 0.01, epochs[1])):
-        set_reused_trainable(model, trainable)
-        model.compile(
-            optimizer=keras.optimizers.SGD(learning_rate, momentum=transfer.MOMENTUM),
-            loss=transfer.LOSS,
-        )
-        train_passes(model, data.x_train, data.y_train, passes, batch_size=8, seed=seed)
+    for trainable, learning_rate, passes in ((False, 0.01, steps[0]), (True, 0.001, steps[1])):
+        set_reused_trainable(model, trainable, n_reused=n_reused)
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=transfer.LOSS)
+        size = len(data.y_train)
+        train_passes(model, data.x_train, data.y_train, passes, batch_size=size, seed=seed)
         results.append(accuracy(model, data.x_test, data.y_test))
     return results
 
 
-def test_transfer_runs_equal_fresh_models(task, model_a):
+@pytest.mark.parametrize("n_reused", [None, 5])
+def test_transfer_runs_equal_fresh_models(task, model_a, n_reused):
     """Reusing the compiled models across runs must give what a fresh model
     trained alone gives (weights and optimizer reset; the second seed checks
     the reset)."""
-    runs = transfer_runs(model_a, task, 3, [1, 2], 4, 3, 0.05, 0.01, batch_size=8)
+    runs = transfer_runs(model_a, task, 3, [1, 2], 4, 3, 0.01, 0.001, n_reused=n_reused)
     assert runs["config"].tolist() == [FROZEN, FINE_TUNED] * 2
+    assert (runs["n_per_class"] == 3).all()
     for seed in (1, 2):
         mine = runs[runs["seed"] == seed]["test_accuracy"].tolist()
-        assert mine == pytest.approx(fresh_transfer_run(model_a, task, seed), abs=1e-9)
-    tuned = runs[runs["config"] == FINE_TUNED]
-    assert (tuned["train_accuracy"] > 0.5).all()
+        expected = fresh_transfer_run(model_a, task, seed, n_reused=n_reused)
+        assert mine == pytest.approx(expected, abs=1e-9)
+
+
+def test_transfer_runs_over_sizes_without_fine_tuning(task, model_a):
+    runs = transfer_runs(model_a, task, [1, 2], [1], 20, 0, 0.01, 0.001, labels=("f", "t"))
+    assert runs["config"].tolist() == ["f", "f"]
+    assert runs["n_per_class"].tolist() == [1, 2]
+    assert (runs["test_accuracy"] > 0.25).all()  # chance: 0.2
 
 
 def test_scratch_runs_equal_fresh_models(task):
-    runs = scratch_runs("s", lambda: plain_mlp(), task, 3, [1, 2], 6, 0.05, batch_size=8)
+    runs = scratch_runs("s", plain_net, task, 3, [1, 2], 6, 0.01)
     for seed in (1, 2):
         data = few_shot(task, 3, seed)
         seed_new_weights(seed)
-        model = plain_mlp()
-        model.compile(
-            optimizer=keras.optimizers.SGD(0.05, momentum=transfer.MOMENTUM), loss=transfer.LOSS
-        )
-        train_passes(model, data.x_train, data.y_train, 6, batch_size=8, seed=seed)
+        model = plain_net()
+        model.compile(optimizer=keras.optimizers.Adam(0.01), loss=transfer.LOSS)
+        train_passes(model, data.x_train, data.y_train, 6, batch_size=15, seed=seed)
         row = runs[runs["seed"] == seed].iloc[0]
         assert row["test_accuracy"] == pytest.approx(accuracy(model, data.x_test, data.y_test))
-        assert row["train_accuracy"] == pytest.approx(accuracy(model, data.x_train, data.y_train))
+        assert row["valid_accuracy"] == pytest.approx(accuracy(model, data.x_valid, data.y_valid))
+
+
+def test_paired_differences_over_sizes():
+    runs = pd.DataFrame(
+        {
+            "config": ["b", "a"] * 2,
+            "n_per_class": [1, 1, 2, 2],
+            "seed": [1, 1, 1, 1],
+            "test_accuracy": [0.5, 0.7, 0.8, 0.8],
+        }
+    )
+    differences = paired_differences(runs, "a", "b")
+    assert differences.loc[(1, 1)] == pytest.approx(0.2) and differences.loc[(2, 1)] == 0
 
 
 def test_paired_differences():
@@ -149,3 +213,12 @@ def test_paired_differences():
     )
     differences = paired_differences(runs, "a", "b")
     assert differences.loc[1] == pytest.approx(-0.1) and differences.loc[2] == pytest.approx(0.3)
+
+
+def test_centered_task_is_the_same_split_at_the_center(task):
+    centered = load_target_task(centered=True)
+    assert np.array_equal(centered.y_test, task.y_test)
+    assert np.allclose(centered.x_test.sum(axis=(1, 2, 3)), task.x_test.sum(axis=(1, 2, 3)))
+    outside = np.ones((16, 16), dtype=bool)
+    outside[4:12, 4:12] = False
+    assert not centered.x_train[:, outside].any()
