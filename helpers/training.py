@@ -68,19 +68,31 @@ def train_quietly(
     callbacks: Iterable[keras.callbacks.Callback] = (),
     validation_freq: int = 1,
     validate: bool = True,
+    eager_validation: bool = False,
 ) -> pd.DataFrame:
     """`model.fit` on `data`'s training set without progress bars, validated
     on its validation set every `validation_freq` epochs (other epochs get NaN
     validation metrics; `validate` False: never). Returns the history as a
-    DataFrame indexed by epoch 1..n."""
+    DataFrame indexed by epoch 1..n.
+
+    `eager_validation` measures the validation loss and accuracy with a plain
+    call of the model instead of Keras' test function, which saves tracing one
+    (seconds for a deep net); it needs a classifier compiled with sparse
+    categorical cross-entropy, and gives the values Keras would."""
     build_training_state(model, data.x_train, data.y_train)
+    callbacks = list(callbacks)
+    if validate and eager_validation:
+        if model.loss != "sparse_categorical_crossentropy":
+            raise ValueError("eager_validation measures sparse categorical cross-entropy")
+        callbacks.append(_EagerValidation(data, validation_freq))
+    keras_validates = validate and not eager_validation
     history = model.fit(
         make_dataset(data.x_train, data.y_train, batch_size, shuffle_seed=seed),
-        validation_data=make_dataset(data.x_valid, data.y_valid, 512) if validate else None,
+        validation_data=make_dataset(data.x_valid, data.y_valid, 512) if keras_validates else None,
         epochs=epochs,
         shuffle=False,  # the dataset reshuffles itself every epoch
         verbose=0,
-        callbacks=list(callbacks),
+        callbacks=callbacks,
         validation_freq=validation_freq,
     )
     index = pd.RangeIndex(1, epochs + 1, name="epoch")
@@ -252,11 +264,8 @@ def train_over_seeds(
                 seed=seed,
                 callbacks=callbacks,
                 validation_freq=epochs,
-                validate=not eager_validation,
+                eager_validation=eager_validation,
             )
-            if eager_validation:
-                for name, value in _validation_metrics(model, data).items():
-                    history.loc[epochs, name] = value
             frames.append(history.reset_index().assign(config=label, seed=seed))
         if progress:
             print(f"  {label}: {len(seeds)} seeds trained in {time.perf_counter() - start:.0f} s")
@@ -281,6 +290,19 @@ def _reused_model(label, config, make_optimizer, loss, metrics, steps_per_execut
         steps_per_execution=steps_per_execution,
     )
     return ReusedModel(model)
+
+
+class _EagerValidation(keras.callbacks.Callback):
+    """Adds the validation loss and accuracy to the logs of every `freq`-th
+    epoch (before `History` records them), from one plain call of the model."""
+
+    def __init__(self, data: Split, freq: int):
+        super().__init__()
+        self.data, self.freq = data, freq
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and (epoch + 1) % self.freq == 0:
+            logs.update(_validation_metrics(self.model, self.data))
 
 
 def _validation_metrics(model: keras.Model, data: Split) -> dict[str, float]:

@@ -263,6 +263,19 @@ def test_eager_validation_measures_what_keras_measures(digits):
         )
 
 
+def test_train_quietly_validates_eagerly_every_epoch_as_keras_does(digits):
+    def trained(**kwargs):
+        seed_everything(0)
+        model = tiny_mlp()
+        model.compile(optimizer=sgd(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return train_quietly(model, digits, epochs=3, batch_size=64, validation_freq=2, **kwargs)
+
+    compiled, eager = trained(), trained(eager_validation=True)
+    assert eager["val_accuracy"].notna().tolist() == [False, True, False]
+    np.testing.assert_allclose(eager["val_accuracy"], compiled["val_accuracy"], rtol=1e-6)
+    np.testing.assert_allclose(eager["val_loss"], compiled["val_loss"], rtol=1e-4)
+
+
 def test_initial_optimizer_state_is_remembered_and_follows_the_rate(digits):
     model = tiny_mlp()
     optimizer = keras.optimizers.Adagrad(learning_rate=0.1, initial_accumulator_value=0.5)
