@@ -297,6 +297,7 @@ def plot_steps(
     hlines: Mapping[str, float] | None = None,
     title: str | None = None,
     stop_above: float = np.inf,
+    ylims: Mapping[str, tuple[float, float]] | None = None,
 ) -> plt.Figure:
     """Step-by-step records side by side, one panel per column (log scale),
     one line per run.
@@ -307,7 +308,9 @@ def plot_steps(
     marked "(blew up at step k)" in the legend. With `spike_factor`,
     gradient-norm steps more than that many times the run's median are marked
     as spikes. `hlines` draws labelled horizontal lines on the gradient-norm
-    panel (e.g. a clipping threshold).
+    panel (e.g. a clipping threshold). `ylims` maps a column to the y range
+    of its panel (e.g. to keep a run that overflowed from squashing the
+    others).
     """
     fig, axes = plt.subplots(1, len(columns), figsize=(5.8 * len(columns), 4), squeeze=False)
     spikes_labelled = False
@@ -339,6 +342,8 @@ def plot_steps(
             for (name, value), style in zip(hlines.items(), ("--", ":", "-."), strict=False):
                 ax.axhline(value, color="black", linestyle=style, linewidth=1, label=name)
         ax.set_yscale("log")
+        if ylims and column in ylims:
+            ax.set_ylim(*ylims[column])
         ax.set_xlabel("optimizer step")
         ax.set_ylabel(STEP_LABELS.get(column, column))
     handles = {}
@@ -381,9 +386,9 @@ def plot_blowups_over_seeds(
         if n_bad:
             xs = position + np.linspace(-0.12, 0.12, n_bad) if n_bad > 1 else [position]
             ax.scatter(xs, [0.93] * n_bad, transform=top, marker="x", color="tab:red", s=60)
-        labels.append(f"{config}\n{n_bad} of {len(rows)} blew up")
+        labels.append(config.replace(", ", "\n") + f"\n{n_bad} of {len(rows)} blew up")
     ax.scatter([], [], color="black", s=22, label="one seed (final)")
-    ax.scatter([], [], marker="x", color="tab:red", s=60, label="one seed that blew up")
+    ax.scatter([], [], marker="x", color="tab:red", s=60, label="one seed that blew up (top band)")
     if bar is not None:
         ax.axhline(bar, color="tab:green", linestyle="--", label=f"loss bar ({bar:g})")
     for (name, value), style in zip((reference or {}).items(), (":", "-."), strict=False):

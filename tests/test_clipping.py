@@ -267,6 +267,10 @@ def test_steps_log_panels_mark_blowups_spikes_and_thresholds():
         for y in line.get_ydata()
     ]
     assert sorted(marked) == [50.0, 300.0]
+    # a y range per panel, for the panels it names
+    fig = clipping.plot_steps({"bad": bad}, ylims={"loss": (0.1, 10.0)})
+    assert fig.axes[0].get_ylim() == (0.1, 10.0)
+    assert fig.axes[1].get_ylim() != (0.1, 10.0)
 
 
 def test_blowups_over_seeds_counts_them_in_the_tick_labels():
