@@ -87,10 +87,11 @@ DEAD_SHARE = 0.5
 #: many times its value before training.
 DIVERGED_FACTOR = 3.0
 
-#: A spike: the loss of the steps since the previous call, or the size of
+#: A spike: the loss of the steps since the previous log, or the size of
 #: their update to the weights, above this many times the median of the
 #: values before it (over `SPIKE_WINDOW` of them, once `SPIKE_WARMUP` are
-#: known; before the loss becomes inf or NaN, if it does).
+#: known; before the loss becomes inf or NaN, if it does). Only full logs
+#: (of `steps_per_execution` steps) are compared.
 SPIKE_FACTOR = 10.0
 #: The same for the probe's gradient norm, sampled and noisier: two orders
 #: of magnitude.
@@ -443,9 +444,15 @@ class TrainingMonitor(keras.callbacks.Callback):
                     loss = (done * running - before * mean_before) / (done - before)
                 else:
                     loss = running
-                update = self._update() / (done - before)
+                steps = done - before
                 self._step_rows.append(
-                    {"step": step, "loss": loss, "running": running, "update": update}
+                    {
+                        "step": step,
+                        "steps": steps,
+                        "loss": loss,
+                        "running": running,
+                        "update": self._update() / steps,
+                    }
                 )
                 self._last_running = (done, running)
         if step >= self._next_probe:
@@ -491,11 +498,11 @@ class TrainingMonitor(keras.callbacks.Callback):
     @property
     def steps(self) -> pd.DataFrame:
         """One row per logged step (Keras logs once per execution of
-        `steps_per_execution` steps): ``loss``, the mean loss of the steps
-        since the previous log; ``running``, Keras's running mean of the
-        epoch; ``update``, the norm of the change of all weights since the
+        `steps_per_execution` steps): ``steps``, the steps since the previous
+        log; ``loss``, their mean loss; ``running``, Keras's running mean of
+        the epoch; ``update``, the norm of the change of all weights since the
         previous log divided by its number of steps. Indexed by step."""
-        columns = ["step", "loss", "running", "update"]
+        columns = ["step", "steps", "loss", "running", "update"]
         return pd.DataFrame(self._step_rows, columns=columns).set_index("step")
 
     @property
@@ -598,9 +605,12 @@ class TrainingMonitor(keras.callbacks.Callback):
 
         # Spikes, before any divergence, once the run has trained a little.
         spikes = []
+        # Only full logs (of `steps_per_execution` steps) are compared: the
+        # short log at the end of an epoch averages fewer steps, and is noisier.
+        typical = steps[steps["steps"] == steps["steps"].max()] if len(steps) else steps
         for label, series, factor in (
-            ("loss", steps["loss"], SPIKE_FACTOR),
-            ("update", steps["update"], SPIKE_FACTOR),
+            ("loss", typical["loss"], SPIKE_FACTOR),
+            ("update", typical["update"], SPIKE_FACTOR),
             ("probe gradient norm", probes["grad_norm"], GRADIENT_SPIKE_FACTOR),
         ):
             kept = series[series.index < finite_until]

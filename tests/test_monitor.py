@@ -118,3 +118,46 @@ def test_the_loss_is_recovered_per_step_from_keras_running_mean():
         for i in range(0, 256, 64)
     ]
     np.testing.assert_allclose(monitor.steps["loss"].to_numpy(), expected * 2, rtol=1e-4)
+
+
+def diagnosed(probe_losses, backprop=None, step_losses=None, activations=()):
+    """The symptoms `diagnose` names from hand-made records (one probe every
+    10 steps, a log every step)."""
+    monitor = TrainingMonitor(np.zeros((2, 2)), np.zeros(2))
+    monitor._probe_rows = [
+        {"step": 10 * i, "loss": loss, "grad_norm": 1.0} for i, loss in enumerate(probe_losses)
+    ]
+    losses = step_losses if step_losses is not None else np.linspace(2.0, 1.0, 100)
+    monitor._step_rows = [
+        {"step": i + 1, "steps": 1, "loss": loss, "running": loss, "update": 0.1}
+        for i, loss in enumerate(losses)
+    ]
+    first, last = backprop or (1.0, 1.0)
+    monitor._backprop_rows = [
+        {"step": 10 * i, "first": first, "last": last} for i in range(len(probe_losses))
+    ]
+    monitor._act_rows = [{"step": 0, **row} for row in activations]
+    return [finding.symptom for finding in monitor.diagnose()]
+
+
+def test_the_thresholds_act_as_documented():
+    learning = list(np.linspace(2.3, 0.5, 11))
+    assert diagnosed(learning) == []
+    ratio = monitor_module.VANISHING_RATIO
+    assert diagnosed(learning, backprop=(ratio / 2, 1.0)) == ["vanishing_gradients"]
+    assert diagnosed(learning, backprop=(ratio * 2, 1.0)) == []
+    ratio = monitor_module.EXPLODING_RATIO
+    assert diagnosed(learning, backprop=(ratio * 2, 1.0)) == ["exploding_gradients"]
+    flat = [2.3] * 11
+    assert diagnosed(flat) == ["stalled"]
+    assert diagnosed(learning[:1] + [float("nan")] * 10) == ["loss_diverged"]
+    spiky = np.linspace(2.0, 1.0, 100)
+    spiky[60] = 1.3 * monitor_module.SPIKE_FACTOR
+    assert diagnosed(learning, step_losses=spiky) == ["loss_spikes"]
+    share = monitor_module.DEAD_SHARE
+    dead = [{"layer": "d", "activation": "relu", "dead": share, "inactive": 0.9}]
+    assert diagnosed(learning, activations=dead) == ["dead_units"]
+    dead[0]["dead"] = share / 2
+    assert diagnosed(learning, activations=dead) == []
+    saturated = [{"layer": "s", "activation": "sigmoid", "saturated": 0.9}]
+    assert diagnosed(learning, activations=saturated) == ["saturated_units"]
