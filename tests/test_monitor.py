@@ -152,8 +152,10 @@ def test_the_thresholds_act_as_documented():
     assert diagnosed(flat) == ["stalled"]
     assert diagnosed(learning[:1] + [float("nan")] * 10) == ["loss_diverged"]
     spiky = np.linspace(2.0, 1.0, 100)
-    spiky[60] = 1.3 * monitor_module.SPIKE_FACTOR
+    spiky[60] = 2.2 * monitor_module.SPIKE_FACTOR  # the median of the 50 before: about 1.65
     assert diagnosed(learning, step_losses=spiky) == ["loss_spikes"]
+    spiky[60] = 1.1 * monitor_module.SPIKE_FACTOR
+    assert diagnosed(learning, step_losses=spiky) == []
     share = monitor_module.DEAD_SHARE
     dead = [{"layer": "d", "activation": "relu", "dead": share, "inactive": 0.9}]
     assert diagnosed(learning, activations=dead) == ["dead_units"]
