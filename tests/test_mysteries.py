@@ -12,7 +12,9 @@ SEEDS = (1, 2)
 # Short budgets: enough for each failure to show (B, D and E stop at their
 # NaN) and for each fix to train clearly beyond chance.
 FAILING_EPOCHS = {"A": 2, "B": 2, "C": 2, "D": 2, "E": 4}
-FIXED_EPOCHS = {"A": 3, "B": 3, "C": 3, "D": 3, "E": 2}
+# E's fix gets its full 8 epochs (None): after 2 its validation MSE is still
+# near the mean predictor's (0.146 here, 0.171 on a CI run).
+FIXED_EPOCHS = {"A": 3, "B": 3, "C": 3, "D": 3, "E": None}
 
 
 @pytest.fixture(scope="module")
