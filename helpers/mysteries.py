@@ -19,12 +19,12 @@ or smaller, met as a practitioner meets them (symptom, then cause):
   Adam at 0.03, whose units die (06). Fix: Adam at its default 0.001.
 * ``"D"``: NaN within the first steps, from a well-built net (the fix of
   B); plain SGD at 2.0 (06). Fix: SGD at 0.05.
-* ``"E"``: the loss takes off within 40 steps; notebook 03's SimpleRNN at
-  twice notebook 03's rate, 0.1, with momentum 0.9: the steps grow by orders
-  of magnitude before the loss overflows (03). Fix: ``global_clipnorm=1.0``
-  at notebook 03's rate, 0.05, for its 8 epochs. (At 0.05 without clipping
-  the net meets a cliff on some seeds only, which would not make a mystery
-  that shows on every seed.)
+* ``"E"``: the loss takes off within 40 steps; a tanh SimpleRNN on notebook
+  03's adding problem at 0.1 with momentum 0.9: the steps grow by orders of
+  magnitude before the loss overflows (03). Fix: ``global_clipnorm=1.0`` at
+  half that rate, 0.05, for 8 epochs. (At 0.05 without clipping the net
+  meets a cliff on some seeds only, which would not make a mystery that
+  shows on every seed.)
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ SEQUENCE_LENGTH = 20
 STEPS_PER_EXECUTION = 32
 #: Training epochs of the digit runs A to D (34 steps each).
 DIGIT_EPOCHS = 6
-#: The clipped RNN of mystery E's fix trains at notebook 03's rate for its 8 epochs.
+#: The clipped RNN of mystery E's fix trains at half E's rate for 8 epochs.
 FIXED_RNN_EPOCHS = 8
 
 _CAUSES = {
@@ -93,8 +93,8 @@ _CAUSES = {
     ),
     "E": (
         "a SimpleRNN(32) with Keras's default initializers on the adding problem, SGD "
-        "with momentum 0.9 at learning_rate=0.1, no clipping: twice the rate notebook 03 "
-        "trains at; each step grows the recurrent weights, the gradient through the time "
+        "with momentum 0.9 at learning_rate=0.1, no clipping: a rate too high for this net; "
+        "each step grows the recurrent weights, the gradient through the time "
         "steps grows with them, and within a few dozen steps the loss overflows (notebook 03)"
     ),
 }
