@@ -12,7 +12,10 @@ What it measures, cheaply:
 
 * the loss of every step, from the callback's logs (Keras logs the running
   mean of the epoch; the monitor turns it back into the mean loss of the
-  batches since the previous call);
+  batches since the previous call), the size of every update to the weights
+  and how much each update differs from the one before (with momentum the
+  update averages many gradients; its change shows a one-step jump of the
+  gradient that the average hides);
 * on a fixed probe batch, every `every_n_steps` optimizer steps (about
   `PROBE_SAMPLES` times per run by default, and once before the first step
   and after the last), with one forward and one backward pass: the loss, the
@@ -87,11 +90,14 @@ DEAD_SHARE = 0.5
 #: many times its value before training.
 DIVERGED_FACTOR = 3.0
 
-#: A spike: the loss of the steps since the previous log, or the size of
-#: their update to the weights, above this many times the median of the
-#: values before it (over `SPIKE_WINDOW` of them, once `SPIKE_WARMUP` are
-#: known; before the loss becomes inf or NaN, if it does). Only full logs
-#: (of `steps_per_execution` steps) are compared.
+#: A spike: the loss of the steps since the previous log, the size of their
+#: update to the weights, or the change of that update from the previous
+#: log's, above this many times the median of the values before it (over
+#: `SPIKE_WINDOW` of them, once `SPIKE_WARMUP` are known; before the loss
+#: becomes inf or NaN, if it does). Only full logs (of `steps_per_execution`
+#: steps) are compared. The change of the update is what a jump of the
+#: gradient does to the weights when momentum smooths the update itself: for
+#: SGD with momentum it is about the learning rate times the new gradient.
 SPIKE_FACTOR = 10.0
 #: The same for the probe's gradient norm, sampled and noisier: two orders
 #: of magnitude.
@@ -250,6 +256,7 @@ class TrainingMonitor(keras.callbacks.Callback):
         self._every = 1
         self._loss = None
         self._previous = None
+        self._previous_update = None
 
     # --------------------------------------------------------------- set-up
     def _resolve_loss(self):
@@ -445,13 +452,15 @@ class TrainingMonitor(keras.callbacks.Callback):
                 else:
                     loss = running
                 steps = done - before
+                update, change = self._update(steps)
                 self._step_rows.append(
                     {
                         "step": step,
                         "steps": steps,
                         "loss": loss,
                         "running": running,
-                        "update": self._update() / steps,
+                        "update": update,
+                        "update_change": change,
                     }
                 )
                 self._last_running = (done, running)
@@ -470,23 +479,29 @@ class TrainingMonitor(keras.callbacks.Callback):
             return None
         return [v.numpy() for v in variables]
 
-    def _update(self) -> float:
-        """Norm of the change of all trainable weights since the previous
-        call, read from the weights (cheap on small nets)."""
+    def _update(self, steps: int) -> tuple[float, float]:
+        """The update per step since the previous call (the norm of the change
+        of all trainable weights, divided by `steps`), and the norm of its
+        difference from the previous call's update per step (NaN for the
+        first); read from the weights (cheap on small nets)."""
         if self._previous is None:
-            return float("nan")
+            return float("nan"), float("nan")
         current = self._weights()
         if current is None or len(current) != len(self._previous):
-            self._previous = current
-            return float("nan")
-        change = math.sqrt(
-            sum(
-                float(np.sum(np.square(c - p)))
-                for c, p in zip(current, self._previous, strict=True)
+            self._previous, self._previous_update = current, None
+            return float("nan"), float("nan")
+        update = [(c - p) / steps for c, p in zip(current, self._previous, strict=True)]
+        size = math.sqrt(sum(float(np.sum(np.square(u))) for u in update))
+        change = float("nan")
+        if self._previous_update is not None:
+            change = math.sqrt(
+                sum(
+                    float(np.sum(np.square(u - q)))
+                    for u, q in zip(update, self._previous_update, strict=True)
+                )
             )
-        )
-        self._previous = current
-        return change
+        self._previous, self._previous_update = current, update
+        return size, change
 
     def on_train_end(self, logs=None):
         step = int(self.model.optimizer.iterations)
@@ -501,8 +516,10 @@ class TrainingMonitor(keras.callbacks.Callback):
         `steps_per_execution` steps): ``steps``, the steps since the previous
         log; ``loss``, their mean loss; ``running``, Keras's running mean of
         the epoch; ``update``, the norm of the change of all weights since the
-        previous log divided by its number of steps. Indexed by step."""
-        columns = ["step", "steps", "loss", "running", "update"]
+        previous log divided by its number of steps; ``update_change``, the
+        norm of the difference between that update per step and the previous
+        log's (NaN for the first log). Indexed by step."""
+        columns = ["step", "steps", "loss", "running", "update", "update_change"]
         return pd.DataFrame(self._step_rows, columns=columns).set_index("step")
 
     @property
@@ -611,6 +628,7 @@ class TrainingMonitor(keras.callbacks.Callback):
         for label, series, factor in (
             ("loss", typical["loss"], SPIKE_FACTOR),
             ("update", typical["update"], SPIKE_FACTOR),
+            ("change of the update", typical["update_change"], SPIKE_FACTOR),
             ("probe gradient norm", probes["grad_norm"], GRADIENT_SPIKE_FACTOR),
         ):
             kept = series[series.index < finite_until]
@@ -683,8 +701,8 @@ class TrainingMonitor(keras.callbacks.Callback):
 
     # ----------------------------------------------------------------- plot
     def plot(self, title: str | None = None) -> plt.Figure:
-        """The evidence over the run: the loss per step, the gradient norm
-        and update size, the gradient reaching each weight layer, and the
+        """The evidence over the run: the loss per step, the gradient norm,
+        the update size and its change, the gradient reaching each weight layer, and the
         saturated or dead share of each activation layer."""
         fig, axes = plt.subplots(2, 2, figsize=(12, 7.5))
         steps, probes = self.steps, self.probes
@@ -711,6 +729,17 @@ class TrainingMonitor(keras.callbacks.Callback):
         if update.notna().any():
             ax.plot(
                 update.index, update, color="tab:green", alpha=0.6, label="update size per step"
+            )
+        change = steps["update_change"]
+        change = change.where(np.isfinite(change) & (change > 0))
+        if change.notna().any():
+            ax.plot(
+                change.index,
+                change,
+                color="tab:olive",
+                alpha=0.6,
+                lw=0.8,
+                label="change of the update from the previous log",
             )
         ax.set(xlabel="optimizer step", ylabel="norm (log scale)", yscale="log")
         ax.set_title("Whole gradient and weight update")

@@ -90,6 +90,9 @@ def test_sampling_measures_about_probe_samples_times():
     samples = monitor_module.PROBE_SAMPLES
     assert samples // 2 <= len(monitor.probes) <= samples + 2
     assert len(monitor.steps) == 100  # the loss of every step
+    # The size of every update, and its change from the previous one (from the second).
+    assert (monitor.steps["update"] > 0).all()
+    assert monitor.steps["update_change"].iloc[1:].notna().all()
 
 
 def test_every_n_steps_is_checked():
@@ -120,17 +123,19 @@ def test_the_loss_is_recovered_per_step_from_keras_running_mean():
     np.testing.assert_allclose(monitor.steps["loss"].to_numpy(), expected * 2, rtol=1e-4)
 
 
-def diagnosed(probe_losses, backprop=None, step_losses=None, activations=()):
+def diagnosed(probe_losses, backprop=None, step_losses=None, activations=(), changes=None):
     """The symptoms `diagnose` names from hand-made records (one probe every
-    10 steps, a log every step)."""
+    10 steps, a log every step; `changes`: the change of the update per log)."""
     monitor = TrainingMonitor(np.zeros((2, 2)), np.zeros(2))
     monitor._probe_rows = [
         {"step": 10 * i, "loss": loss, "grad_norm": 1.0} for i, loss in enumerate(probe_losses)
     ]
     losses = step_losses if step_losses is not None else np.linspace(2.0, 1.0, 100)
+    changes = changes if changes is not None else [float("nan")] * len(losses)
     monitor._step_rows = [
         {"step": i + 1, "steps": 1, "loss": loss, "running": loss, "update": 0.1}
-        for i, loss in enumerate(losses)
+        | {"update_change": change}
+        for i, (loss, change) in enumerate(zip(losses, changes, strict=True))
     ]
     first, last = backprop or (1.0, 1.0)
     monitor._backprop_rows = [
@@ -156,6 +161,13 @@ def test_the_thresholds_act_as_documented():
     assert diagnosed(learning, step_losses=spiky) == ["loss_spikes"]
     spiky[60] = 1.1 * monitor_module.SPIKE_FACTOR
     assert diagnosed(learning, step_losses=spiky) == []
+    # A jump of the gradient that momentum smooths out of the update itself
+    # still shows in the change of the update from one log to the next.
+    jumpy = np.full(100, 0.01)
+    jumpy[60] = 0.01 * 1.2 * monitor_module.SPIKE_FACTOR
+    assert diagnosed(learning, changes=jumpy) == ["loss_spikes"]
+    jumpy[60] = 0.01 * 0.8 * monitor_module.SPIKE_FACTOR
+    assert diagnosed(learning, changes=jumpy) == []
     share = monitor_module.DEAD_SHARE
     dead = [{"layer": "d", "activation": "relu", "dead": share, "inactive": 0.9}]
     assert diagnosed(learning, activations=dead) == ["dead_units"]
