@@ -247,6 +247,7 @@ class TrainingMonitor(keras.callbacks.Callback):
         self._act_rows: list[dict] = []
         self.notes: list[str] = []
         self.findings: list[Finding] = []
+        self._spikes: list[tuple[str, int, float]] = []  # (signal, step, x its median)
         self._probe_model = None
         self._watched: list[tuple[str, str, str]] = []  # (layer name, kind, activation)
         self._weight_layers: list[keras.layers.Layer] = []
@@ -639,6 +640,7 @@ class TrainingMonitor(keras.callbacks.Callback):
                 reference = np.median(window) if len(window) else np.nan
                 if reference > 0 and values[i] > factor * reference:
                     spikes.append((label, int(index[i]), values[i] / reference))
+        self._spikes = spikes
         if spikes:
             largest = max(spikes, key=lambda s: s[2])
             signals = ", ".join(sorted({s[0] for s in spikes}))
@@ -700,6 +702,17 @@ class TrainingMonitor(keras.callbacks.Callback):
         return "\n".join(lines)
 
     # ----------------------------------------------------------------- plot
+    def _mark_spikes(self, ax: plt.Axes, series: dict[str, pd.Series]) -> None:
+        """Red circles on the spikes `diagnose` found in these signals."""
+        points = [
+            (step, series[label].get(step, np.nan))
+            for label, step, _ in self._spikes
+            if label in series
+        ]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, "o", mfc="none", mec="tab:red", ms=9, mew=1.5, label="spike")
+
     def plot(self, title: str | None = None) -> plt.Figure:
         """The evidence over the run: the loss per step, the gradient norm,
         the update size and its change, the gradient reaching each weight layer, and the
@@ -720,6 +733,7 @@ class TrainingMonitor(keras.callbacks.Callback):
             bad = steps.index[~np.isfinite(steps["running"])]
             if len(bad):
                 ax.axvline(bad[0], color="tab:red", linestyle="--", label="loss inf or NaN")
+        self._mark_spikes(ax, {"loss": steps["loss"]})
         ax.legend(loc="best")
 
         ax = axes[0, 1]
@@ -743,7 +757,15 @@ class TrainingMonitor(keras.callbacks.Callback):
             )
         ax.set(xlabel="optimizer step", ylabel="norm (log scale)", yscale="log")
         ax.set_title("Whole gradient and weight update")
-        ax.legend(loc="best")
+        self._mark_spikes(
+            ax,
+            {
+                "probe gradient norm": probes["grad_norm"],
+                "update": steps["update"],
+                "change of the update": steps["update_change"],
+            },
+        )
+        ax.legend(loc="best", fontsize="small", framealpha=0.5)  # spikes show through
 
         ax = axes[1, 0]
         per_layer = self.backprop
