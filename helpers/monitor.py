@@ -136,7 +136,8 @@ FIXES = {
     "exploding_gradients": [
         "an initializer scaled to the layer (Glorot, He, LeCun) instead of a fixed "
         "standard deviation (notebook 01)",
-        "gradient clipping in the optimizer, e.g. SGD(global_clipnorm=1.0) (notebook 03)",
+        "gradient clipping in the optimizer, SGD(..., global_clipnorm=t), t read from "
+        "the gradient norms of the normal steps (notebook 03)",
     ],
     "saturated_units": [
         "a non-saturating activation (ReLU, ELU, SELU, GELU) with its matched "
@@ -155,7 +156,8 @@ FIXES = {
         "an exploding signal (notebook 01)",
     ],
     "loss_spikes": [
-        "gradient clipping: keras.optimizers.SGD(..., global_clipnorm=1.0) (notebook 03)",
+        "gradient clipping: keras.optimizers.SGD(..., global_clipnorm=t), t read from "
+        "the gradient norms of the normal steps (notebook 03)",
         "a lower or decaying learning rate (notebook 06); a gated cell (GRU, LSTM) "
         "for a recurrent net (notebook 03)",
     ],
