@@ -752,7 +752,7 @@ class TrainingMonitor(keras.callbacks.Callback):
             ax.plot(
                 change.index,
                 change,
-                color="tab:olive",
+                color="tab:brown",
                 alpha=0.6,
                 lw=0.8,
                 label="change of the update from the previous log",
@@ -814,7 +814,12 @@ class TrainingMonitor(keras.callbacks.Callback):
             )
             ax.legend(loc="best")
         else:
-            ax.text(0.5, 0.5, "no sigmoid, tanh or ReLU layer measured", ha="center")
+            ax.text(
+                0.5,
+                0.5,
+                "no activation layer measured\n(the units inside a recurrent cell are not probed)",
+                ha="center",
+            )
             ax.set_axis_off()
         if title:
             fig.suptitle(title)

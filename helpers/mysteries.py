@@ -97,8 +97,8 @@ _CAUSES = {
         "default initializers on the adding problem, SGD with momentum 0.9 at "
         "learning_rate=0.03, batches of 32, no clipping. The loss surface of a recurrent net "
         "has cliffs: whenever the net starts to leave the plateau of the mean predictor, a "
-        "batch puts its weights on one, the gradient jumps by one to three orders of "
-        "magnitude, and the step throws the weights back (notebook 03)"
+        "batch puts its weights on one, the gradient jumps (by one to three orders of "
+        "magnitude in its runs), and the step throws the weights back (notebook 03)"
     ),
 }
 
@@ -209,11 +209,12 @@ _BUILDERS: dict[str, tuple[Callable[[int], keras.Model], Callable[[int], keras.M
         DIGIT_EPOCHS,
     ),
     "E": (
-        # Keras's default of one step per execution: the monitor sees every step.
+        # Keras's default of one step per execution, for the run and its fix:
+        # the monitor sees every step of both.
         lambda depth: _rnn(keras.optimizers.SGD(RNN_RATE, momentum=RNN_MOMENTUM), 1),
         lambda depth: _rnn(
             keras.optimizers.SGD(RNN_RATE, momentum=RNN_MOMENTUM, global_clipnorm=RNN_CLIPNORM),
-            STEPS_PER_EXECUTION,
+            1,
         ),
         RNN_EPOCHS,
     ),

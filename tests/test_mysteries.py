@@ -1,6 +1,7 @@
 """The monitor on the course's own failures (helpers.mysteries): each
 failing run is named by its symptom on every seed, each fixed run trains
-and is named nothing. The confusion table over the seeds is printed (-s)."""
+and is named nothing (run E's clipped fix: at most its loss spikes). The
+confusion table over the seeds is printed (-s)."""
 
 import pandas as pd
 import pytest
@@ -51,13 +52,16 @@ def test_every_failure_is_named_on_every_seed(failing_runs):
     assert table.loc["B", "loss_diverged"] == table.loc["D", "loss_diverged"] == len(SEEDS)
 
 
-def test_the_fixed_runs_name_nothing_and_train(fixed_runs):
+def test_the_fixed_runs_train_and_name_nothing_but_clipped_spikes(fixed_runs):
     table = mysteries.confusion(fixed_runs)
     print("\n" + table.to_string())
-    assert (table["none"] == table["runs"]).all(), fixed_runs[["case", "seed", "symptoms"]]
     classifiers = fixed_runs[~fixed_runs["case"].str.startswith("E")]
+    assert (classifiers["symptoms"] == ()).all(), classifiers[["case", "seed", "symptoms"]]
     assert (classifiers["score"] > 0.3).all()  # validation accuracy; chance is 0.1
     rnn = fixed_runs[fixed_runs["case"].str.startswith("E")]
+    # Clipping bounds every step but leaves the cliffs: a batch on one may still
+    # spike the loss (11 of 20 seeds watched step by step), nothing else is named.
+    assert all(set(named) <= {"loss_spikes"} for named in rnn["symptoms"]), rnn
     # Validation MSE below the one-marker baseline: the nets use both markers.
     assert (rnn["score"] < ONE_MARKER_BASELINE_MSE).all()
 
