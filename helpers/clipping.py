@@ -69,23 +69,6 @@ def make_adding_problem(
     return x, y
 
 
-def build_adding_rnn(
-    sequence_length: int, units: int = 32, activation: str = "relu"
-) -> keras.Sequential:
-    """The recurrent net of notebook 03 (which writes it out in plain Keras):
-    ``SimpleRNN(units, activation)`` over sequences of the adding problem
-    (`make_adding_problem`, two features per step), every initializer Keras's
-    default, and a ``Dense(1)`` on its last state that predicts the sum.
-    Uncompiled; weights are drawn when it is built, under the current seed."""
-    return keras.Sequential(
-        [
-            keras.Input(shape=(sequence_length, 2)),
-            keras.layers.SimpleRNN(units, activation=activation),
-            keras.layers.Dense(1),
-        ]
-    )
-
-
 class _StepFunctions:
     """The traced training loop and evaluation of one compiled model (traced
     once, reused for every seed and every epoch). The steps of an epoch run in

@@ -741,22 +741,13 @@ class TrainingMonitor(keras.callbacks.Callback):
         ax = axes[0, 1]
         norm = probes["grad_norm"].where(np.isfinite(probes["grad_norm"]))
         ax.plot(norm.index, norm, "o-", ms=3, color="tab:purple", label="gradient norm (probe)")
-        update = steps["update"].where(np.isfinite(steps["update"]) & (steps["update"] > 0))
-        if update.notna().any():
-            ax.plot(
-                update.index, update, color="tab:green", alpha=0.6, label="update size per step"
-            )
-        change = steps["update_change"]
-        change = change.where(np.isfinite(change) & (change > 0))
-        if change.notna().any():
-            ax.plot(
-                change.index,
-                change,
-                color="tab:brown",
-                alpha=0.6,
-                lw=0.8,
-                label="change of the update from the previous log",
-            )
+        for column, color, width, label in (
+            ("update", "tab:green", None, "update size per step"),
+            ("update_change", "tab:brown", 0.8, "change of the update from the previous log"),
+        ):
+            values = steps[column].where(np.isfinite(steps[column]) & (steps[column] > 0))
+            if values.notna().any():  # positive values only: a log scale
+                ax.plot(values.index, values, color=color, alpha=0.6, lw=width, label=label)
         ax.set(xlabel="optimizer step", ylabel="norm (log scale)", yscale="log")
         ax.set_title("Whole gradient and weight update")
         self._mark_spikes(
