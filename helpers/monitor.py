@@ -64,8 +64,11 @@ SYMPTOMS = (
 #: before the first step and one after the last).
 PROBE_SAMPLES = 24
 
-#: Measurements run eagerly before the probe step is traced (`tf.function`).
+#: Measurements run eagerly before the probe step is traced (`tf.function`);
+#: a run expected to take at most `EAGER_RUN` measurements is never traced
+#: (there tracing costs more than it saves).
 EAGER_MEASUREMENTS = 2
+EAGER_RUN = 12
 
 #: Vanishing gradients: the gradient reaching the first weight layer's output
 #: (RMS of dL/da) is below this fraction of the one reaching the last hidden
@@ -257,9 +260,11 @@ class TrainingMonitor(keras.callbacks.Callback):
         self._last_running = (0, 0.0)  # (batches into the epoch, running mean)
         self._next_probe = 0
         self._every = 1
+        self._trace_after = EAGER_MEASUREMENTS
         self._loss = None
         self._previous = None
         self._previous_update = None
+        self._flat_weights = None
 
     # --------------------------------------------------------------- set-up
     def _resolve_loss(self):
@@ -386,9 +391,10 @@ class TrainingMonitor(keras.callbacks.Callback):
         }
 
     def _measure(self, step: int) -> None:
-        # The first measurements run eagerly: a run that stops early (a NaN)
-        # never pays for tracing the probe step.
-        probe = self._probe_fn if len(self._probe_rows) >= EAGER_MEASUREMENTS else self._probe_step
+        # The first measurements run eagerly (all of them in a short run): a
+        # run that stops early (a NaN) never pays for tracing the probe step.
+        traced = len(self._probe_rows) >= self._trace_after
+        probe = self._probe_fn if traced else self._probe_step
         result = {k: v.numpy() for k, v in probe(self.x_probe, self.y_probe).items()}
         squares = dict(
             zip([id(v) for v in self.model.trainable_variables], result["squares"], strict=False)
@@ -428,6 +434,12 @@ class TrainingMonitor(keras.callbacks.Callback):
             self._every = max(1, math.ceil(steps * epochs / PROBE_SAMPLES))
         else:
             self._every = 10
+        self._trace_after = EAGER_MEASUREMENTS
+        if steps and epochs:
+            # Measurements happen at logs, every `steps_per_execution` steps.
+            logs = epochs * math.ceil(steps / (getattr(self.model, "steps_per_execution", 1) or 1))
+            if min(logs, math.ceil(steps * epochs / self._every)) <= EAGER_RUN:
+                self._trace_after = math.inf
         step = int(self.model.optimizer.iterations)
         self._start_step = step
         self._measure(step)  # builds a subclassed model that is not built yet
@@ -471,8 +483,12 @@ class TrainingMonitor(keras.callbacks.Callback):
             self._measure(step)
             self._next_probe = step + self._every
 
-    def _weights(self) -> list[np.ndarray] | None:
+    def _weights(self) -> np.ndarray | None:
+        """All trainable weights as one flat vector, read in one traced call
+        (one read per variable costs about a millisecond a step)."""
         variables = self.model.trainable_variables
+        if not variables:
+            return None
         if sum(math.prod(v.shape) for v in variables) > MAX_UPDATE_PARAMETERS:
             if not any("size of each update" in note for note in self.notes):
                 self.notes.append(
@@ -480,7 +496,13 @@ class TrainingMonitor(keras.callbacks.Callback):
                     "is not measured (spikes are judged from the loss and the probe)"
                 )
             return None
-        return [v.numpy() for v in variables]
+        if self._flat_weights is None:
+            self._flat_weights = tf.function(
+                lambda: tf.concat(
+                    [tf.reshape(tf.cast(v.value, tf.float32), [-1]) for v in variables], 0
+                )
+            )
+        return self._flat_weights().numpy()
 
     def _update(self, steps: int) -> tuple[float, float]:
         """The update per step since the previous call (the norm of the change
@@ -490,19 +512,15 @@ class TrainingMonitor(keras.callbacks.Callback):
         if self._previous is None:
             return float("nan"), float("nan")
         current = self._weights()
-        if current is None or len(current) != len(self._previous):
+        if current is None or current.shape != self._previous.shape:
             self._previous, self._previous_update = current, None
             return float("nan"), float("nan")
-        update = [(c - p) / steps for c, p in zip(current, self._previous, strict=True)]
-        size = math.sqrt(sum(float(np.sum(np.square(u))) for u in update))
+        update = (current - self._previous) / steps
+        size = math.sqrt(float(np.sum(np.square(update), dtype=np.float64)))
         change = float("nan")
         if self._previous_update is not None:
-            change = math.sqrt(
-                sum(
-                    float(np.sum(np.square(u - q)))
-                    for u, q in zip(update, self._previous_update, strict=True)
-                )
-            )
+            difference = update - self._previous_update
+            change = math.sqrt(float(np.sum(np.square(difference), dtype=np.float64)))
         self._previous, self._previous_update = current, update
         return size, change
 
