@@ -46,8 +46,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check helpers tests notebooks
 	$(BIN)/ruff format --check helpers tests notebooks
 
+# Test workers (pytest-xdist). `--dist loadscope` keeps each notebook's cells,
+# and each test module, on one worker, in order (as nbval requires).
+TEST_JOBS ?= 2
+
 test: lint
-	$(BIN)/python -m pytest tests notebooks --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadscope tests notebooks \
+	  --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg $(ARGS)
 
 # Playwright drives the system's Chromium (no `playwright install`): Debian's
 # package, installed when missing if we are root, or CHROMIUM=/path/to/chrome.
