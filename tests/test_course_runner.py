@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
@@ -63,6 +65,15 @@ def test_run_counts_claims_and_writes_summary(course, tmp_path, capsys):
     assert "| 01_first |" in summary and "claim failed" in summary
     printed = capsys.readouterr().out
     assert "[1/1] 01_first threshold=0.9" in printed
+
+
+def test_relative_output_folder_as_make_course_gives_it(course, tmp_path, monkeypatch):
+    # `make course` passes `--output-dir build`, relative to the repository,
+    # while the kernel runs in the notebooks' folder.
+    monkeypatch.chdir(tmp_path)
+    (result,) = runner.run_course(["01"], {}, Path("build"), course)
+    assert (result.held, result.failed, result.error) == (2, 0, None)
+    assert (tmp_path / "build" / "01_first.claims.jsonl").read_text().count("\n") == 2
 
 
 def test_erroring_notebook_is_reported(course, tmp_path):

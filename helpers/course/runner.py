@@ -166,7 +166,8 @@ def run_notebook(
     import papermill
 
     output = output_dir / (output_name or path.name)
-    claims_log = output.with_suffix(".claims.jsonl")
+    # Absolute: the kernel runs in the notebook's folder, not in ours.
+    claims_log = output.with_suffix(".claims.jsonl").resolve()
     claims_log.unlink(missing_ok=True)
     start = time.perf_counter()
     error = None
