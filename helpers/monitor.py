@@ -434,8 +434,7 @@ class TrainingMonitor(keras.callbacks.Callback):
             self._every = max(1, math.ceil(steps * epochs / PROBE_SAMPLES))
         else:
             self._every = 10
-        self._trace_after = EAGER_MEASUREMENTS
-        if steps and epochs:
+        if steps and epochs:  # `_reset` left `_trace_after` at EAGER_MEASUREMENTS
             # Measurements happen at logs, every `steps_per_execution` steps.
             logs = epochs * math.ceil(steps / (getattr(self.model, "steps_per_execution", 1) or 1))
             if min(logs, math.ceil(steps * epochs / self._every)) <= EAGER_RUN:
