@@ -12,13 +12,15 @@ CHROMIUM ?= chromium
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help setup course student test test-lab lint lab clean
+.PHONY: help setup course student test test-portability test-lab lint lab clean
 
 help:
 	@echo "make course  run every notebook headless: executed copies, HTML pages, summary.md and"
 	@echo "             index.html go to build/ (ARGS=\"01 -p seed 3\" or ARGS=\"--variants FILE\")"
 	@echo "make student student copies without solutions go to build/student/"
 	@echo "make test    lint, unit tests, papermill tests and nbval on every notebook"
+	@echo "make test-portability  rerun every notebook under another seed: what nbval compares"
+	@echo "             must survive it, as it must survive another CPU (about 5 minutes)"
 	@echo "make test-lab  browser test: JupyterLab in headless Chromium runs a notebook with"
 	@echo "             Run All Cells and saves it (installs Playwright, and Chromium with apt-get)"
 	@echo "make lab     open JupyterLab on notebooks/ with the course's environment"
@@ -53,6 +55,11 @@ TEST_JOBS ?= 2
 test: lint
 	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadscope tests notebooks \
 	  --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg $(ARGS)
+
+# Each notebook under another seed, compared by nbval with its stored outputs
+# (tests/portability): what survives that survives another CPU.
+test-portability: $(STAMP)
+	COURSE_TEST_PORTABILITY=1 $(BIN)/python -m pytest -n $(TEST_JOBS) tests/portability $(ARGS)
 
 # Playwright drives the system's Chromium (no `playwright install`): Debian's
 # package, installed when missing if we are root, or CHROMIUM=/path/to/chrome.

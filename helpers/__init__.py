@@ -9,10 +9,12 @@ lesson stay in the notebooks.
 Importing the package imports TensorFlow once with its start-up noise left
 out: on a machine without an NVIDIA GPU, TensorFlow's C++ code writes lines
 such as "Could not find cuda drivers" and "failed call to cuInit" to the
-process's stderr, which JupyterLab shows in red. `_import_tensorflow` drops
-exactly those lines (and absl's "log messages before InitializeLog" banner)
-and passes every other line on, so real errors still show; a GPU, when there
-is one, is used as usual.
+process's stderr, and on a CPU where oneDNN is on (by default on many x86
+CPUs, or with TF_ENABLE_ONEDNN_OPTS=1) an information line, "oneDNN custom
+operations are on"; JupyterLab shows them in red. `_import_tensorflow`
+drops exactly those lines (and absl's "log messages before InitializeLog"
+banner) and passes every other line on, so real errors still show; a GPU,
+when there is one, is used as usual, and oneDNN stays as TensorFlow chose.
 """
 
 import os
@@ -30,6 +32,9 @@ _NO_GPU_NOISE = re.compile(
     r"|cudart_stub\.cc.*Could not find cuda drivers on your machine"
     r"|failed call to cuInit: .*UNKNOWN ERROR \(303\)"
 )
+#: Start-up information on any machine: oneDNN is on (an INFO line, which
+#: TF_CPP_MIN_LOG_LEVEL does not reach before absl's logging is initialized).
+_ONEDNN_INFO = re.compile(r"port\.cc:\d+\] oneDNN custom operations are on\.")
 
 
 def _has_nvidia_device() -> bool:
@@ -37,20 +42,25 @@ def _has_nvidia_device() -> bool:
 
 
 def start_up_lines_to_keep(text: str, gpu_present: bool) -> list[str]:
-    """The lines of TensorFlow's start-up stderr output worth showing: all of
-    them where a GPU is present, all but the no-GPU noise elsewhere."""
+    """The lines of TensorFlow's start-up stderr output worth showing: all but
+    oneDNN's information line where a GPU is present, and all but that line
+    and the no-GPU noise elsewhere."""
     lines = [line for line in text.splitlines() if line.strip()]
+    lines = [line for line in lines if not _ONEDNN_INFO.search(line)]
     if gpu_present:
         return lines
     return [line for line in lines if not _NO_GPU_NOISE.search(line)]
 
 
 def _import_tensorflow() -> None:
-    """Import TensorFlow and Keras and find the devices (where CUDA start-up
-    logs come from), with the process's stderr captured; then write back the
-    lines `start_up_lines_to_keep` keeps."""
+    """Import TensorFlow and Keras, find the devices (where CUDA start-up logs
+    come from) and, without a GPU, run a first op (where oneDNN may announce
+    itself again), with the process's stderr captured; then write back the
+    lines `start_up_lines_to_keep` keeps. (So on a CPU-only machine the
+    runtime is started at import: thread settings go before `import helpers`.)"""
     if "tensorflow" in sys.modules:
         return
+    gpu_present = _has_nvidia_device()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
@@ -59,12 +69,15 @@ def _import_tensorflow() -> None:
             import tensorflow as tf
 
             tf.config.list_physical_devices()
+            if not gpu_present:
+                # Starts the runtime: on a GPU that would claim its memory.
+                tf.linalg.matmul(tf.ones((2, 2)), tf.ones((2, 2)))
         finally:
             os.dup2(saved, 2)
             os.close(saved)
         captured.seek(0)
         text = captured.read().decode("utf-8", errors="replace")
-    for line in start_up_lines_to_keep(text, _has_nvidia_device()):
+    for line in start_up_lines_to_keep(text, gpu_present):
         print(line, file=sys.stderr)
 
 

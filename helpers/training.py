@@ -11,6 +11,7 @@ optimizer state.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -38,6 +39,29 @@ def make_dataset(
     if repeat > 1:
         dataset = dataset.repeat(repeat)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+@contextlib.contextmanager
+def without_remapper():
+    """Trace and run TensorFlow functions with Grappler's remapper pass off.
+
+    With oneDNN on (by default on many x86 CPUs), TensorFlow 2.21's remapper
+    tries to fuse the matmul, bias, add and ReLU of a ReLU `SimpleRNN` cell
+    into one oneDNN op, builds a node without an op type, and fails; Grappler
+    logs three ``E0000 ... tfg_optimizer ... failed: INVALID_ARGUMENT`` lines
+    and a ``remapper failed`` line for each traced function, and keeps that
+    function's graph as it was before the pass. The pass does nothing here,
+    then: the course's recurrent and dense runs give bit-identical numbers,
+    at the same speed, with it on, off, and with oneDNN off. Turning it off
+    around recurrent training only stops the error lines. Grappler reads the
+    option when it optimizes a function, so every call must be inside.
+    """
+    options = tf.config.optimizer.get_experimental_options()
+    tf.config.optimizer.set_experimental_options({"remapping": False})
+    try:
+        yield
+    finally:
+        tf.config.optimizer.set_experimental_options({"remapping": options.get("remapping", True)})
 
 
 def build_training_state(model: keras.Model, x, y) -> None:
