@@ -1,8 +1,9 @@
 """The course's helper package: what the notebooks import.
 
-Shared library modules (seeding, data, models, training, diagnostics, plots,
-params, claims), one module per topic for plumbing that serves one notebook
-(`clipping`, `transfer`, `optimizers`), and the course tooling in
+Shared library modules (seeding, data, models, training, steps, diagnostics,
+plots, params, claims, monitor), one module per topic for plumbing that serves
+one topic and imports only the library (`clipping`, `transfer`, `optimizers`,
+`schedules`, `mysteries`), and the course tooling in
 `helpers.course`, which no notebook imports. The Keras lines that *are* the
 lesson stay in the notebooks.
 

@@ -6,8 +6,10 @@
   It needs a download on first use; when it is neither cached nor downloadable
   the error says so and how to proceed.
 
-Topic-specific data lives with its topic (the adding problem in
-`helpers.clipping`, the few-shot digits in `helpers.transfer`).
+- the adding problem (`make_adding_problem`): synthetic sequences for
+  recurrent nets (notebooks 03 and 07), with its two baselines.
+
+The few-shot digits of notebook 04 live with their topic, `helpers.transfer`.
 """
 
 from __future__ import annotations
@@ -201,3 +203,53 @@ def load_dataset(name: str, **kwargs) -> Split:
     if name not in loaders:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     return loaders[name](**kwargs)
+
+
+# --- The adding problem: a long-sequence regression task for recurrent nets -----------------
+
+#: Mean squared error of the best constant guess on the adding problem:
+#: predicting the mean target, 1, misses by the variance of a sum of two
+#: independent U(0, 1) values, 2 / 12.
+ADDING_PROBLEM_BASELINE_MSE = 1 / 6
+
+#: Mean squared error of a net that has learned half of the adding problem:
+#: it reads one marked value exactly and guesses the other's mean, 0.5, so it
+#: misses by the variance of one U(0, 1) value, 1 / 12. A net below it uses
+#: both markers.
+ONE_MARKER_BASELINE_MSE = 1 / 12
+
+
+def make_adding_problem(
+    n_samples: int, sequence_length: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The adding problem (Hochreiter & Schmidhuber, 1997), a long-sequence
+    regression task used by Pascanu, Mikolov & Bengio (2013) to study
+    exploding and vanishing gradients in recurrent nets.
+
+    Each example is a sequence of `sequence_length` steps with two features:
+    a value drawn uniformly from [0, 1), and a marker that is 1 at exactly two
+    steps (one in the first half of the sequence, one in the second half) and
+    0 elsewhere. The target is the sum of the two marked values, so the net
+    must carry information across up to `sequence_length` steps.
+
+    Returns ``x`` of shape ``(n_samples, sequence_length, 2)`` and ``y`` of
+    shape ``(n_samples, 1)``, both float32; the same `seed` gives the same data.
+    Predicting the mean target scores `ADDING_PROBLEM_BASELINE_MSE`; using
+    one marked value and guessing the other scores `ONE_MARKER_BASELINE_MSE`.
+    """
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be at least 1, not {n_samples}")
+    if sequence_length < 2:
+        raise ValueError(f"sequence_length must be at least 2, not {sequence_length}")
+    rng = np.random.default_rng(seed)
+    values = rng.uniform(0.0, 1.0, size=(n_samples, sequence_length))
+    half = sequence_length // 2
+    rows = np.arange(n_samples)
+    first = rng.integers(0, half, size=n_samples)
+    second = rng.integers(half, sequence_length, size=n_samples)
+    markers = np.zeros((n_samples, sequence_length))
+    markers[rows, first] = 1.0
+    markers[rows, second] = 1.0
+    x = np.stack([values, markers], axis=-1).astype("float32")
+    y = (values[rows, first] + values[rows, second]).reshape(-1, 1).astype("float32")
+    return x, y

@@ -4,7 +4,7 @@ a model, at one point in time or recorded during training.
 Both functions walk a `keras.Sequential` model layer by layer, so every hidden
 nonlinearity is seen with its input (the pre-activation ``z``) and output.
 
-Recording every optimizer step (notebook 03) lives in `helpers.clipping`.
+Recording every optimizer step (notebook 03) lives in `helpers.steps`.
 """
 
 from __future__ import annotations

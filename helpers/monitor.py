@@ -202,6 +202,14 @@ def _weight_variables(layer: keras.layers.Layer) -> list:
 class TrainingMonitor(keras.callbacks.Callback):
     """A Keras callback that watches a run and names what goes wrong.
 
+    Example::
+
+        monitor = TrainingMonitor(x_train[:256], y_train[:256])
+        model.fit(x_train, y_train, epochs=10, callbacks=[monitor])
+        monitor.report()  # the verdict, its evidence and the course's fixes
+        monitor.symptoms  # e.g. ["vanishing_gradients"]; [] for a healthy run
+        monitor.plot()
+
     Parameters
     ----------
     x_probe, y_probe:

@@ -37,8 +37,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from helpers.clipping import make_adding_problem
-from helpers.data import Split, load_digits_split
+from helpers.data import Split, load_digits_split, make_adding_problem
 from helpers.models import build_mlp
 from helpers.monitor import SYMPTOMS, TrainingMonitor
 from helpers.seeding import seed_new_weights

@@ -348,3 +348,77 @@ def plot_per_seed(
         ax.set_title(title)
     ax.legend(loc="best")
     return ax
+
+
+STEP_LABELS = {
+    "loss": "training loss (per batch)",
+    "grad_norm": "gradient norm (before clipping)",
+    "update_norm": "size of the update ||Δw||",
+}
+
+
+def plot_steps(
+    runs: Mapping[str, pd.DataFrame],
+    columns: Sequence[str] = ("loss", "grad_norm"),
+    spike_factor: float | None = None,
+    hlines: Mapping[str, float] | None = None,
+    title: str | None = None,
+    stop_above: float = np.inf,
+    ylims: Mapping[str, tuple[float, float]] | None = None,
+) -> plt.Figure:
+    """Step-by-step records side by side, one panel per column (log scale),
+    one line per run.
+
+    `runs` maps a label to a table from `record_steps`
+    (indexed by step). A run whose loss became inf, NaN or above `stop_above`
+    (it blew up) is drawn up to its last finite value, ends with an "x" and is
+    marked "(blew up at step k)" in the legend. With `spike_factor`,
+    gradient-norm steps more than that many times the run's median are marked
+    as spikes. `hlines` draws labelled horizontal lines on the gradient-norm
+    panel (e.g. a clipping threshold). `ylims` maps a column to the y range
+    of its panel (e.g. to keep a run that overflowed from squashing the
+    others).
+    """
+    fig, axes = plt.subplots(1, len(columns), figsize=(5.8 * len(columns), 4), squeeze=False)
+    spikes_labelled = False
+    for index, (label, steps) in enumerate(runs.items()):
+        color = f"C{index}"
+        healthy = steps["loss"].to_numpy() < stop_above  # False for NaN too
+        blew_up = not healthy.all()
+        if blew_up:
+            label = f"{label} (blew up at step {steps.index[~healthy][0]})"
+        for ax, column in zip(axes[0], columns, strict=True):
+            values = steps[column].replace([np.inf, -np.inf], np.nan)
+            ax.plot(steps.index, values, color=color, linewidth=1.2, label=label)
+            shown = values.dropna()
+            if blew_up and len(shown):
+                ax.plot(shown.index[-1], shown.iloc[-1], "x", color=color, markersize=10, mew=2)
+            if column == "grad_norm" and spike_factor is not None and len(shown):
+                spikes = shown[shown > spike_factor * shown.median()]
+                ax.plot(
+                    spikes.index,
+                    spikes,
+                    "o",
+                    color="tab:red",
+                    markersize=5,
+                    label=None if spikes_labelled else f"spike (> {spike_factor:g}x the median)",
+                )
+                spikes_labelled = spikes_labelled or len(spikes) > 0
+    for ax, column in zip(axes[0], columns, strict=True):
+        if column == "grad_norm" and hlines:
+            for (name, value), style in zip(hlines.items(), ("--", ":", "-."), strict=False):
+                ax.axhline(value, color="black", linestyle=style, linewidth=1, label=name)
+        ax.set_yscale("log")
+        if ylims and column in ylims:
+            ax.set_ylim(*ylims[column])
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(STEP_LABELS.get(column, column))
+    handles = {}
+    for ax in axes[0]:
+        for handle, text in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(text, handle)
+    axes[0][-1].legend(handles.values(), handles.keys(), loc="best")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from helpers.clipping import record_steps
+from helpers.steps import record_steps
 from helpers.training import ReusedModel
 
 Config = keras.Model | tuple[keras.Model, float]
@@ -32,7 +32,7 @@ def record_over_seeds(
     stop_above: float = math.inf,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train every configuration once per seed, recording every optimizer
-    step with `helpers.clipping.record_steps`.
+    step with `helpers.steps.record_steps`.
 
     `configs` maps a label to a compiled model (trained with its optimizer as
     compiled, e.g. with a schedule as its learning rate) or to a pair

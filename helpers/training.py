@@ -252,6 +252,16 @@ def train_over_seeds(
 ) -> pd.DataFrame:
     """Train every configuration once per seed and return all learning curves.
 
+    Example::
+
+        runs = train_over_seeds(
+            {"sigmoid": lambda: build_mlp(20, 64, "sigmoid", "glorot_uniform"),
+             "selu": lambda: build_mlp(20, 64, "selu", "lecun_normal")},
+            data, seeds=[1, 2, 3], epochs=10, batch_size=32,
+            make_optimizer=lambda: keras.optimizers.SGD(0.05),
+        )
+        runs[runs["epoch"] == 10].groupby("config")["val_accuracy"].mean()
+
     `configs` maps a label to a function that builds a fresh, uncompiled
     model (compiled here with `make_optimizer()`, `loss`, `metrics` and
     `steps_per_execution`), or to a model already compiled (and perhaps

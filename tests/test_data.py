@@ -73,3 +73,43 @@ def test_fashion_mnist_without_cache_or_network_says_how_to_proceed(keras_home, 
     assert "not cached" in message
     assert str(keras_home / "datasets" / "fashion-mnist") in message
     assert "dataset='digits'" in message
+
+
+def test_adding_problem_targets_are_the_sum_of_the_two_marked_values():
+    x, y = data.make_adding_problem(500, 20, seed=3)
+    assert x.shape == (500, 20, 2) and y.shape == (500, 1)
+    assert x.dtype == np.float32 and y.dtype == np.float32
+    values, markers = x[..., 0], x[..., 1]
+    assert values.min() >= 0 and values.max() < 1
+    assert set(np.unique(markers)) == {0.0, 1.0}
+    np.testing.assert_array_equal(markers.sum(axis=1), 2)  # exactly two markers
+    # one marker in each half of the sequence
+    np.testing.assert_array_equal(markers[:, :10].sum(axis=1), 1)
+    np.testing.assert_array_equal(markers[:, 10:].sum(axis=1), 1)
+    np.testing.assert_allclose(y[:, 0], (values * markers).sum(axis=1), rtol=1e-6)
+
+
+def test_adding_problem_is_reproducible_and_its_baseline_is_the_target_variance():
+    x1, y1 = data.make_adding_problem(4000, 10, seed=0)
+    x2, y2 = data.make_adding_problem(4000, 10, seed=0)
+    x3, _ = data.make_adding_problem(4000, 10, seed=1)
+    np.testing.assert_array_equal(x1, x2)
+    np.testing.assert_array_equal(y1, y2)
+    assert not np.array_equal(x1, x3)
+    # predicting the mean target (1) scores the documented baseline
+    assert abs(np.mean((y1 - 1.0) ** 2) - data.ADDING_PROBLEM_BASELINE_MSE) < 0.01
+    # reading the first marked value exactly and guessing 0.5 for the other
+    # scores the one-marker baseline, half of the mean predictor's
+    first_value = (x1[..., 0] * x1[..., 1])[:, :5].sum(axis=1, keepdims=True)
+    one_marker = np.mean((y1 - first_value - 0.5) ** 2)
+    assert abs(one_marker - data.ONE_MARKER_BASELINE_MSE) < 0.005
+    assert data.ONE_MARKER_BASELINE_MSE == data.ADDING_PROBLEM_BASELINE_MSE / 2
+    # both halves get markers at every position
+    positions = np.argwhere(x1[..., 1] == 1)[:, 1]
+    assert set(positions) == set(range(10))
+
+
+@pytest.mark.parametrize("n_samples, sequence_length", [(0, 10), (10, 1)])
+def test_adding_problem_refuses_degenerate_sizes(n_samples, sequence_length):
+    with pytest.raises(ValueError, match="at least"):
+        data.make_adding_problem(n_samples, sequence_length)

@@ -72,3 +72,34 @@ def test_no_notebook_imports_the_course_tooling():
         imported = helpers_imports(source)
         assert imported, f"{notebook.name} imports nothing from helpers"
         assert not [m for m in imported if m.startswith("helpers.course")], notebook.name
+
+
+#: One module per topic: plumbing that serves one topic and imports only the
+#: library. What two topics share belongs in the library.
+TOPIC_MODULES = {
+    f"helpers.{name}" for name in ("clipping", "transfer", "optimizers", "schedules", "mysteries")
+}
+
+
+def test_no_topic_module_imports_another():
+    graph = import_graph()
+    assert TOPIC_MODULES <= set(MODULES), "a topic module was renamed: update TOPIC_MODULES"
+    offenders = {name: sorted(graph[name] & TOPIC_MODULES) for name in TOPIC_MODULES}
+    assert not {name: m for name, m in offenders.items() if m}
+
+
+def test_no_notebook_imports_a_topic_module_of_another_topic():
+    """A notebook imports at most one topic module: its own."""
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = json.loads(notebook.read_text())["cells"]
+        source = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        topics = helpers_imports(source) & TOPIC_MODULES
+        assert len(topics) <= 1, f"{notebook.name} imports {sorted(topics)}"
+
+
+def test_tests_import_no_private_names():
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("helpers"):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{path.name} imports {private} from {node.module}"

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from helpers import mysteries
-from helpers.clipping import ONE_MARKER_BASELINE_MSE
+from helpers.data import ONE_MARKER_BASELINE_MSE
 from helpers.monitor import SYMPTOMS
 
 SEEDS = (1, 2)

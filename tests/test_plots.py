@@ -124,3 +124,41 @@ def test_per_seed_dots_means_and_counts_of_missing_values():
     ax = plots.plot_per_seed(full, "epochs", "epochs", log=True)
     assert ax.get_yscale() == "log"
     assert [t.get_text() for t in ax.get_xticklabels()] == ["sgd", "adam"]
+
+
+def step_table(losses, grad_norms):
+    index = pd.RangeIndex(1, len(losses) + 1, name="step")
+    return pd.DataFrame(
+        {"epoch": 1, "loss": losses, "grad_norm": grad_norms, "update_norm": grad_norms},
+        index=index,
+    )
+
+
+def test_steps_log_panels_mark_blowups_spikes_and_thresholds():
+    ok = step_table([1.0, 0.5, 0.4, 0.3], [1.0, 1.0, 50.0, 1.0])
+    bad = step_table([1.0, 1.0, 1.0, 5.0, np.inf], [1.0, 1.0, 1.0, 300.0, np.nan])
+    fig = plots.plot_steps(
+        {"ok": ok, "bad": bad}, spike_factor=10, hlines={"clip_norm": 2.0}, title="t"
+    )
+    left, right = fig.axes
+    assert left.get_yscale() == right.get_yscale() == "log"
+    assert left.get_ylabel() == "training loss (per batch)"
+    assert right.get_ylabel() == "gradient norm (before clipping)"
+    labels = [t.get_text() for t in right.get_legend().get_texts()]
+    assert labels == ["ok", "bad (blew up at step 5)", "spike (> 10x the median)", "clip_norm"]
+    # a loss above stop_above counts as a blow-up too
+    fig = plots.plot_steps({"ok": step_table([0.5, 0.4, 2.0], [1.0, 1.0, 1.0])}, stop_above=1.0)
+    labels = [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
+    assert labels == ["ok (blew up at step 3)"]
+    # the spike of "ok" (50 > 10 x median 1) and the spike of "bad" (300) are marked
+    marked = [
+        y
+        for line in right.lines
+        if line.get_marker() == "o" and line.get_linestyle() == "None"
+        for y in line.get_ydata()
+    ]
+    assert sorted(marked) == [50.0, 300.0]
+    # a y range per panel, for the panels it names
+    fig = plots.plot_steps({"bad": bad}, ylims={"loss": (0.1, 10.0)})
+    assert fig.axes[0].get_ylim() == (0.1, 10.0)
+    assert fig.axes[1].get_ylim() != (0.1, 10.0)
