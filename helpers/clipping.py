@@ -19,17 +19,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.steps import blowup_step, record_steps
-from helpers.training import ReusedModel
-
-
-def validation_mse(model: keras.Model, x, y) -> float:
-    """Mean squared error of `model`'s predictions on ``(x, y)`` (inference
-    mode, one eager call: cheaper than tracing one more function per model).
-    NaN when the weights are no longer finite."""
-    x = np.asarray(x, dtype="float32")
-    y = np.asarray(y, dtype="float32").reshape(len(x), -1)
-    predictions = keras.ops.convert_to_numpy(model(x, training=False))
-    return float(np.mean(np.square(predictions.astype("float32") - y)))
+from helpers.training import ReusedModel, evaluate
 
 
 def record_steps_over_seeds(
@@ -59,7 +49,7 @@ def record_steps_over_seeds(
     ``max_update_norm`` (over the finite steps) and ``final_loss`` (the mean
     training loss of the last epoch; NaN for a run that blew up). With
     ``validation_data=(x_val, y_val)``, `runs` also has ``val_mse``: the mean
-    squared error on that set after training (`validation_mse`; NaN for a
+    squared error on that set after training (`helpers.training.evaluate`; NaN for a
     run that blew up).
     """
     step_frames, run_rows = [], []
@@ -73,7 +63,9 @@ def record_steps_over_seeds(
             summary = _run_summary(steps, stop_above)
             if validation_data is not None:
                 summary["val_mse"] = (
-                    np.nan if summary["blew_up"] else validation_mse(model, *validation_data)
+                    np.nan
+                    if summary["blew_up"]
+                    else evaluate(model, *validation_data, ["mse"])["mse"]
                 )
             run_rows.append({"config": label, "seed": seed, **summary})
             step_frames.append(steps.reset_index().assign(config=label, seed=seed))

@@ -41,7 +41,7 @@ from helpers.data import Split, load_digits_split, make_adding_problem
 from helpers.models import build_mlp
 from helpers.monitor import SYMPTOMS, TrainingMonitor
 from helpers.seeding import seed_new_weights
-from helpers.training import build_training_state, make_dataset, without_remapper
+from helpers.training import build_training_state, evaluate, make_dataset, without_remapper
 
 #: The mysteries, in the notebook's order.
 MYSTERIES = ("A", "B", "C", "D", "E")
@@ -144,12 +144,8 @@ class Run:
     def evaluate(self) -> float:
         """Validation accuracy for a classifier, validation MSE for the
         adding problem (inference mode, one plain call)."""
-        predictions = keras.ops.convert_to_numpy(self.model(self.x_valid, training=False))
-        if self.name.startswith("E"):
-            errors = predictions.astype("float64") - self.y_valid
-            with np.errstate(over="ignore", invalid="ignore"):
-                return float(np.mean(errors**2))
-        return float(np.mean(np.argmax(predictions, axis=-1) == self.y_valid))
+        metric = "mse" if self.name.startswith("E") else "accuracy"
+        return evaluate(self.model, self.x_valid, self.y_valid, [metric])[metric]
 
 
 _DIGITS: dict[int, Split] = {}

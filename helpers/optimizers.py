@@ -19,7 +19,7 @@ import pandas as pd
 import tensorflow as tf
 
 from helpers.data import Split
-from helpers.training import ReusedModel, train_over_seeds, train_passes
+from helpers.training import ReusedModel, evaluate, train_over_seeds, train_passes
 
 LossFunction = Callable[[tf.Tensor], tf.Tensor]
 
@@ -215,16 +215,13 @@ def final_metrics(model: keras.Model, data: Split) -> dict[str, float]:
     set, and its validation loss and accuracy, from plain calls of the model
     (sparse categorical cross-entropy of a classifier that outputs
     probabilities; nothing to trace). NaN when the weights are not finite."""
-    metrics = {}
-    for prefix, x, y in [("", data.x_train, data.y_train), ("val_", data.x_valid, data.y_valid)]:
-        probabilities = keras.ops.convert_to_numpy(model(x, training=False))
-        losses = keras.ops.convert_to_numpy(
-            keras.losses.sparse_categorical_crossentropy(y, probabilities)
-        )
-        metrics[f"{prefix}loss"] = float(np.mean(losses))
-        if prefix:
-            metrics["val_accuracy"] = float(np.mean(np.argmax(probabilities, axis=-1) == y))
-    return metrics
+    train = evaluate(model, data.x_train, data.y_train, ["crossentropy"])
+    valid = evaluate(model, data.x_valid, data.y_valid, ["crossentropy", "accuracy"])
+    return {
+        "loss": train["crossentropy"],
+        "val_loss": valid["crossentropy"],
+        "val_accuracy": valid["accuracy"],
+    }
 
 
 def coarse_rates(learning_rates: Sequence[float]) -> list[float]:

@@ -341,21 +341,58 @@ class _EagerValidation(keras.callbacks.Callback):
 
 def _validation_metrics(model: keras.Model, data: Split) -> dict[str, float]:
     """Validation loss (sparse categorical cross-entropy) and accuracy of a
-    classifier that outputs probabilities, from one plain call of the model."""
-    probabilities = model(data.x_valid, training=False)
-    loss = keras.losses.sparse_categorical_crossentropy(data.y_valid, probabilities)
-    predicted = np.argmax(keras.ops.convert_to_numpy(probabilities), axis=-1)
-    return {
-        "val_loss": float(keras.ops.mean(loss)),
-        "val_accuracy": float(np.mean(predicted == data.y_valid)),
-    }
+    classifier that outputs probabilities, named as Keras's history names them."""
+    scores = evaluate(model, data.x_valid, data.y_valid, ["crossentropy", "accuracy"])
+    return {"val_loss": scores["crossentropy"], "val_accuracy": scores["accuracy"]}
+
+
+def score(predictions, y, metrics: Iterable[str]) -> dict[str, float]:
+    """Score `predictions` against the targets `y`, one value per metric:
+
+    - ``"accuracy"``: share of argmax predictions equal to the integer labels;
+    - ``"crossentropy"``: mean sparse categorical cross-entropy of predicted
+      probabilities (Keras's loss: NaN when the predictions are not finite);
+    - ``"mse"``: mean squared error (in float64: inf when a prediction
+      overflowed, NaN when it is NaN, without a warning).
+
+    Example::
+
+        score(model.predict_on_batch(x), y, ["accuracy", "crossentropy"])
+    """
+    predictions = keras.ops.convert_to_numpy(predictions)
+    y = np.asarray(y)
+    scores = {}
+    for metric in metrics:
+        if metric == "accuracy":
+            scores[metric] = float(np.mean(np.argmax(predictions, axis=-1) == y))
+        elif metric == "crossentropy":
+            losses = keras.losses.sparse_categorical_crossentropy(y, predictions)
+            scores[metric] = float(keras.ops.mean(losses))
+        elif metric == "mse":
+            errors = predictions.astype("float64") - y.reshape(len(y), -1)
+            with np.errstate(over="ignore", invalid="ignore"):
+                scores[metric] = float(np.mean(errors**2))
+        else:
+            raise ValueError(f"unknown metric {metric!r}: accuracy, crossentropy or mse")
+    return scores
+
+
+def evaluate(model: keras.Model, x, y, metrics: Iterable[str] = ("accuracy",)) -> dict[str, float]:
+    """Score `model` on ``(x, y)`` (`score`'s metrics) from one plain call in
+    inference mode: nothing to trace, so cheaper than `model.evaluate` for a
+    small model scored once.
+
+    Example::
+
+        evaluate(model, data.x_valid, data.y_valid, ["crossentropy", "accuracy"])
+        # {"crossentropy": 0.31, "accuracy": 0.91}
+    """
+    return score(model(np.asarray(x), training=False), y, metrics)
 
 
 def accuracy(model: keras.Model, x, y) -> float:
-    """Accuracy of a classifier on ``(x, y)`` in inference mode (one plain
-    call of the model: nothing to trace)."""
-    predictions = np.argmax(model(x, training=False), axis=-1)
-    return float(np.mean(predictions == np.asarray(y)))
+    """Accuracy of a classifier on ``(x, y)``: ``evaluate(model, x, y)["accuracy"]``."""
+    return evaluate(model, x, y, ["accuracy"])["accuracy"]
 
 
 def summarize(values: pd.DataFrame, column: str, by: str = "config") -> pd.DataFrame:

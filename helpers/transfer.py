@@ -38,7 +38,7 @@ from sklearn.model_selection import train_test_split
 
 from helpers.data import Split, keep_classes
 from helpers.seeding import seed_new_weights
-from helpers.training import ReusedModel, train_passes
+from helpers.training import ReusedModel, score, train_passes
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The folder of files the course ships (found from this package, not from
@@ -229,16 +229,14 @@ def _accuracies(config: str, seed: int, n_per_class: int, model: keras.Model, da
     model's compiled predict function on both sets together (always the
     same shape, so it is traced once per model: much faster than eager calls
     of a convolutional model)."""
-    predicted = np.argmax(
-        model.predict_on_batch(np.concatenate([data.x_valid, data.x_test])), axis=-1
-    )
+    predictions = model.predict_on_batch(np.concatenate([data.x_valid, data.x_test]))
     n_valid = len(data.y_valid)
     return {
         "config": config,
         "n_per_class": n_per_class,
         "seed": seed,
-        "valid_accuracy": float(np.mean(predicted[:n_valid] == data.y_valid)),
-        "test_accuracy": float(np.mean(predicted[n_valid:] == data.y_test)),
+        "valid_accuracy": score(predictions[:n_valid], data.y_valid, ["accuracy"])["accuracy"],
+        "test_accuracy": score(predictions[n_valid:], data.y_test, ["accuracy"])["accuracy"],
     }
 
 

@@ -44,6 +44,9 @@ def test_signs_cases_and_array_padding_are_machine_noise():
     assert sanitize("loss nan, NaN, inf, -inf") == sanitize("loss 1.5, 2.5, 3.5, 4.5")
     assert sanitize("[ 0.1 -0.25  3.0]") == sanitize("[-0.1  0.25 -3.0]")
     assert sanitize("the run stopped at step 81") == sanitize("the run stopped at step 93")
+    assert sanitize("blown up 0 of 3; 6 of 7 rates") == sanitize("blown up 2 of 3; 5 of 7 rates")
+    assert sanitize("<td>0/3</td><td>12</td>") == sanitize("<td>3/3</td><td>7</td>")
+    assert sanitize("verdict at this scale: the two overlap") == sanitize("verdict: BN wins")
 
 
 def test_claim_wording_and_marks_are_still_compared():

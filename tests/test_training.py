@@ -7,11 +7,14 @@ from helpers.models import build_mlp
 from helpers.seeding import seed_everything, seed_new_weights
 from helpers.training import (
     ReusedModel,
+    accuracy,
     build_training_state,
+    evaluate,
     final_epoch_summary,
     fresh_weights,
     initial_optimizer_state,
     make_dataset,
+    score,
     summarize,
     train_over_seeds,
     train_passes,
@@ -291,3 +294,32 @@ def test_initial_optimizer_state_is_remembered_and_follows_the_rate(digits):
     assert again[-1] is first[-1]  # remembered, not built again
     optimizer.epsilon = 1e-3  # another configuration: built again
     assert initial_optimizer_state(optimizer, model)[-1] is not first[-1]
+
+
+def test_evaluate_scores_a_plain_call_of_the_model():
+    x = np.eye(3, dtype="float32")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3, activation="softmax")])
+    model.layers[0].kernel.assign(10 * np.eye(3))  # confident and right on each row
+    model.layers[0].bias.assign(np.zeros(3))
+    y = np.array([0, 1, 2])
+    scores = evaluate(model, x, y, ["accuracy", "crossentropy"])
+    assert scores["accuracy"] == 1.0 and scores == score(model(x), y, ["accuracy", "crossentropy"])
+    probability = np.exp(10) / (np.exp(10) + 2)
+    assert scores["crossentropy"] == pytest.approx(-np.log(probability), rel=1e-3)  # float32
+    assert evaluate(model, x, [0, 0, 2])["accuracy"] == pytest.approx(2 / 3)
+    assert accuracy(model, x, [0, 0, 2]) == pytest.approx(2 / 3)
+
+
+def test_score_mse_reads_labels_of_any_shape_and_a_blown_up_run_quietly():
+    predictions = np.array([[1.0], [2.0]], dtype="float32")
+    assert score(predictions, np.array([0.0, 0.0]), ["mse"])["mse"] == pytest.approx(2.5)
+    assert score(predictions, np.array([[1.0], [2.0]]), ["mse"])["mse"] == 0.0
+    overflowed = np.array([[np.inf], [np.nan]], dtype="float32")  # a run that blew up
+    with np.errstate(all="raise"):  # a warning would show in a notebook's stderr
+        assert np.isinf(score(overflowed[:1], [0.0], ["mse"])["mse"])
+        assert np.isnan(score(overflowed, [0.0, 0.0], ["mse"])["mse"])
+
+
+def test_score_refuses_an_unknown_metric():
+    with pytest.raises(ValueError, match="unknown metric 'f1'"):
+        score(np.zeros((2, 3)), [0, 1], ["f1"])
