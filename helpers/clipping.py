@@ -10,6 +10,7 @@ the notebook; nothing here changes how they update.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Mapping
 
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.steps import blowup_step, record_steps
-from helpers.training import ReusedModel, evaluate
+from helpers.training import evaluate, runs_over_seeds
 
 
 def record_steps_over_seeds(
@@ -52,27 +53,25 @@ def record_steps_over_seeds(
     squared error on that set after training (`helpers.training.evaluate`; NaN for a
     run that blew up).
     """
-    step_frames, run_rows = [], []
-    for label, make_optimizer in optimizers.items():
+
+    def compiled(make_optimizer: Callable[[], keras.optimizers.Optimizer]) -> keras.Model:
         model = build()
         model.compile(optimizer=make_optimizer(), loss=loss)
-        reused = ReusedModel(model)
-        for seed in seeds:
-            reused.reset(seed)
-            steps = record_steps(model, x, y, epochs, batch_size, seed=seed, stop_above=stop_above)
-            summary = _run_summary(steps, stop_above)
-            if validation_data is not None:
-                summary["val_mse"] = (
-                    np.nan
-                    if summary["blew_up"]
-                    else evaluate(model, *validation_data, ["mse"])["mse"]
-                )
-            run_rows.append({"config": label, "seed": seed, **summary})
-            step_frames.append(steps.reset_index().assign(config=label, seed=seed))
-    columns = ["config", "seed", "step"]
-    all_steps = pd.concat(step_frames, ignore_index=True)
-    all_steps = all_steps[columns + [c for c in all_steps.columns if c not in columns]]
-    return all_steps, pd.DataFrame(run_rows)
+        return model
+
+    def run(model: keras.Model, seed: int) -> tuple[pd.DataFrame, dict]:
+        steps = record_steps(model, x, y, epochs, batch_size, seed=seed, stop_above=stop_above)
+        summary = _run_summary(steps, stop_above)
+        if validation_data is not None:
+            x_val, y_val = validation_data
+            blew_up = summary["blew_up"]
+            summary["val_mse"] = (
+                np.nan if blew_up else evaluate(model, x_val, y_val, ["mse"])["mse"]
+            )
+        return steps, summary
+
+    models = {label: functools.partial(compiled, make) for label, make in optimizers.items()}
+    return runs_over_seeds(models, seeds, run)
 
 
 def _run_summary(steps: pd.DataFrame, stop_above: float) -> dict:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.steps import record_steps
-from helpers.training import ReusedModel
+from helpers.training import runs_over_seeds
 
 Config = keras.Model | tuple[keras.Model, float]
 
@@ -46,25 +46,15 @@ def record_over_seeds(
     ``final_loss`` (the mean training loss of the last epoch; NaN when a
     loss was not finite or training stopped above `stop_above`).
     """
-    seeds = list(seeds)
-    step_frames, run_rows = [], []
-    for label, config in configs.items():
-        model, rate = config if isinstance(config, tuple) else (config, None)
-        reused = ReusedModel(model)
-        for seed in seeds:
-            reused.reset(seed)
-            if rate is not None:
-                model.optimizer.learning_rate = rate
-            steps = record_steps(model, x, y, epochs, batch_size, seed=seed, stop_above=stop_above)
-            last = steps.loc[steps["epoch"] == epochs, "loss"].to_numpy()
-            finished = len(last) > 0 and bool(np.isfinite(steps["loss"]).all())
-            final = float(last.mean()) if finished and last.mean() < stop_above else np.nan
-            run_rows.append({"config": label, "seed": seed, "final_loss": final})
-            step_frames.append(steps.reset_index().assign(config=label, seed=seed))
-    columns = ["config", "seed", "step"]
-    all_steps = pd.concat(step_frames, ignore_index=True)
-    all_steps = all_steps[columns + [c for c in all_steps.columns if c not in columns]]
-    return all_steps, pd.DataFrame(run_rows)
+
+    def run(model: keras.Model, seed: int) -> tuple[pd.DataFrame, dict]:
+        steps = record_steps(model, x, y, epochs, batch_size, seed=seed, stop_above=stop_above)
+        last = steps.loc[steps["epoch"] == epochs, "loss"].to_numpy()
+        finished = len(last) > 0 and bool(np.isfinite(steps["loss"]).all())
+        final = float(last.mean()) if finished and last.mean() < stop_above else np.nan
+        return steps, {"final_loss": final}
+
+    return runs_over_seeds(configs, seeds, run)
 
 
 def schedule_rates(schedule, steps: Iterable[int]) -> np.ndarray:

@@ -12,6 +12,7 @@ optimizer state.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -176,6 +177,75 @@ class ReusedModel:
         return self.model
 
 
+#: What `runs_over_seeds` trains under one label: a compiled model, a pair
+#: (compiled model, learning rate), or a function that makes either.
+RunModel = keras.Model | tuple[keras.Model, float] | Callable[[], "RunModel"]
+
+
+def runs_over_seeds(
+    models: Mapping[str, RunModel],
+    seeds: Iterable[int],
+    run: Callable[[keras.Model, int], pd.DataFrame | dict | tuple],
+    progress: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, ...]:
+    """Call `run(model, seed)` for every label of `models` once per seed, each
+    time on what a fresh model would be, and gather the results in tidy tables.
+
+    Example::
+
+        curves = runs_over_seeds(
+            {"sgd": sgd_model, "adam": adam_model},  # compiled models
+            seeds=[1, 2, 3],
+            run=lambda model, seed: train_quietly(model, data, 10, 32, seed=seed),
+        )  # columns config, seed, epoch, loss, ...
+
+    Each label's model is compiled and traced once and serves every seed
+    (`ReusedModel`: the weights a fresh model draws under the seed, a fresh
+    optimizer state). `models` maps a label to a compiled model, to a pair
+    ``(compiled model, rate)`` (the optimizer's learning rate set to `rate`:
+    several labels may share one model), or to a function that makes either
+    (called when the label's turn comes, so models are built one at a time).
+
+    `run` returns a table (a DataFrame; its index becomes columns), a row (a
+    dict), or a tuple of them; `runs_over_seeds` returns the same, each
+    concatenated over all runs with columns ``config`` and ``seed`` first.
+    With `progress`, one line per label says how long its seeds took.
+    """
+    seeds = list(seeds)
+    results = []
+    for label, made in models.items():
+        start = time.perf_counter()
+        made = made() if callable(made) and not isinstance(made, keras.Model) else made
+        model, rate = made if isinstance(made, tuple) else (made, None)
+        reused = ReusedModel(model)
+        for seed in seeds:
+            reused.reset(seed)
+            if rate is not None:
+                model.optimizer.learning_rate = rate
+            result = run(model, seed)
+            results.append((label, seed, result if isinstance(result, tuple) else (result,)))
+        if progress:
+            print(f"  {label}: {len(seeds)} seeds trained in {time.perf_counter() - start:.0f} s")
+    tables = tuple(
+        _tidy([(label, seed, parts[i]) for label, seed, parts in results])
+        for i in range(len(results[0][2]) if results else 0)
+    )
+    return tables[0] if len(tables) == 1 else tables
+
+
+def _tidy(parts: list[tuple[str, int, pd.DataFrame | dict]]) -> pd.DataFrame:
+    """One table of every run's part, with columns config and seed first."""
+    frames = [
+        (part.reset_index() if isinstance(part, pd.DataFrame) else pd.DataFrame([part])).assign(
+            config=label, seed=seed
+        )
+        for label, seed, part in parts
+    ]
+    table = pd.concat(frames, ignore_index=True)
+    first = ["config", "seed"]
+    return table[first + [c for c in table.columns if c not in first]]
+
+
 def fresh_weights(model: keras.Model) -> list[np.ndarray]:
     """The weights `keras.models.clone_model(model)` would draw now, from the
     same initializers and the same Python random state.
@@ -282,38 +352,34 @@ def train_over_seeds(
         ("accuracy",),
     ):
         raise ValueError("eager_validation measures sparse categorical cross-entropy and accuracy")
-    frames = []
-    for label, config in configs.items():
-        start = time.perf_counter()
-        reused = _reused_model(label, config, make_optimizer, loss, metrics, steps_per_execution)
-        for seed in seeds:
-            model = reused.reset(seed)
-            if learning_rate is not None:
-                model.optimizer.learning_rate = learning_rate
-            history = train_quietly(
-                model,
-                data,
-                epochs,
-                batch_size,
-                seed=seed,
-                callbacks=callbacks,
-                validation_freq=epochs,
-                eager_validation=eager_validation,
-            )
-            frames.append(history.reset_index().assign(config=label, seed=seed))
-        if progress:
-            print(f"  {label}: {len(seeds)} seeds trained in {time.perf_counter() - start:.0f} s")
-    columns = ["config", "seed", "epoch"]
-    result = pd.concat(frames, ignore_index=True)
-    return result[columns + [c for c in result.columns if c not in columns]]
+
+    def compiled_model(label: str, config: ModelConfig) -> RunModel:
+        model = _compiled_model(label, config, make_optimizer, loss, metrics, steps_per_execution)
+        return model if learning_rate is None else (model, learning_rate)
+
+    models = {label: functools.partial(compiled_model, label, c) for label, c in configs.items()}
+
+    def train(model: keras.Model, seed: int) -> pd.DataFrame:
+        return train_quietly(
+            model,
+            data,
+            epochs,
+            batch_size,
+            seed=seed,
+            callbacks=callbacks,
+            validation_freq=epochs,
+            eager_validation=eager_validation,
+        )
+
+    return runs_over_seeds(models, seeds, train, progress=progress)
 
 
-def _reused_model(label, config, make_optimizer, loss, metrics, steps_per_execution):
-    """The `ReusedModel` for one configuration of `train_over_seeds`."""
+def _compiled_model(label, config, make_optimizer, loss, metrics, steps_per_execution):
+    """The compiled model of one configuration of `train_over_seeds`."""
     if isinstance(config, keras.Model):
         if not config.compiled:
             raise ValueError(f"config {label!r}: compile the model first, or pass a builder")
-        return ReusedModel(config)
+        return config
     if make_optimizer is None:
         raise ValueError(f"config {label!r} is a builder: pass make_optimizer")
     model = config()
@@ -323,7 +389,7 @@ def _reused_model(label, config, make_optimizer, loss, metrics, steps_per_execut
         metrics=list(metrics),
         steps_per_execution=steps_per_execution,
     )
-    return ReusedModel(model)
+    return model
 
 
 class _EagerValidation(keras.callbacks.Callback):

@@ -38,7 +38,7 @@ from sklearn.model_selection import train_test_split
 
 from helpers.data import Split, keep_classes
 from helpers.seeding import seed_new_weights
-from helpers.training import ReusedModel, score, train_passes
+from helpers.training import ReusedModel, runs_over_seeds, score, train_passes
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The folder of files the course ships (found from this package, not from
@@ -277,15 +277,19 @@ def scratch_runs(
     initial weights under `seed`. One row per run: config, n_per_class,
     seed, valid_accuracy, test_accuracy.
     """
-    rows, reused, seeds = [], compiled(build(), learning_rate, steps_per_execution), list(seeds)
+    model = compiled(build(), learning_rate, steps_per_execution).model
+    seeds, tables = list(seeds), []
     with _expected_tracing():
         for n in _sizes(n_per_class):
-            for seed in seeds:
+
+            def run(model: keras.Model, seed: int, n: int = n) -> dict:
                 data = few_shot(task, n, seed)
-                model = reused.reset(seed)
                 train_passes(model, data.x_train, data.y_train, steps, len(data.y_train), seed)
-                rows.append(_accuracies(label, seed, n, model, data))
-    return pd.DataFrame(rows)
+                return _accuracies(label, seed, n, model, data)
+
+            tables.append(runs_over_seeds({label: model}, seeds, run))
+    runs = pd.concat(tables, ignore_index=True)
+    return runs[["config", "n_per_class", "seed", "valid_accuracy", "test_accuracy"]]
 
 
 def transfer_runs(

@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 
 from helpers.data import load_digits_split
@@ -14,6 +15,7 @@ from helpers.training import (
     fresh_weights,
     initial_optimizer_state,
     make_dataset,
+    runs_over_seeds,
     score,
     summarize,
     train_over_seeds,
@@ -323,3 +325,40 @@ def test_score_mse_reads_labels_of_any_shape_and_a_blown_up_run_quietly():
 def test_score_refuses_an_unknown_metric():
     with pytest.raises(ValueError, match="unknown metric 'f1'"):
         score(np.zeros((2, 3)), [0, 1], ["f1"])
+
+
+def test_runs_over_seeds_gives_every_run_a_fresh_model_and_tidy_tables():
+    def linear():
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        return model
+
+    x = np.random.default_rng(0).normal(size=(32, 2)).astype("float32")
+    y = x @ np.array([[1.0], [-1.0]], dtype="float32")
+    built = []
+
+    def lazily():
+        built.append(1)
+        return linear(), 0.01  # a pair: the optimizer's rate is set to 0.01
+
+    def run(model, seed):
+        rate = float(model.optimizer.learning_rate)
+        start = model.get_weights()[0].copy()
+        model.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+        table = pd.DataFrame({"loss": [float(model.evaluate(x, y, verbose=0))]})
+        return table, {"rate": rate, "start": start.sum(), "steps": int(model.optimizer.iterations)}
+
+    shared = linear()
+    table, rows = runs_over_seeds({"a": shared, "b": lazily}, [3, 4, 3], run)
+    assert list(table.columns[:2]) == ["config", "seed"] and list(rows.columns[:2]) == [
+        "config",
+        "seed",
+    ]
+    assert list(rows["config"]) == ["a"] * 3 + ["b"] * 3 and list(rows["seed"]) == [3, 4, 3] * 2
+    assert built == [1]  # built once, when its turn came
+    assert list(rows["rate"]) == pytest.approx([0.1] * 3 + [0.01] * 3)
+    assert (rows["steps"] == 8).all()  # a fresh optimizer state: its step counter from 0
+    a = rows[rows["config"] == "a"]
+    assert a["start"].iloc[0] == a["start"].iloc[2] != a["start"].iloc[1]  # weights drawn by seed
+    assert table["loss"].iloc[0] == pytest.approx(table["loss"].iloc[2])  # same seed, same run
+    assert runs_over_seeds({"a": shared}, [3], lambda model, seed: {"x": 1}).shape == (1, 3)
