@@ -1,8 +1,8 @@
 """Plumbing for notebook 03 (gradient clipping): runs of the step recorder
-(`helpers.steps.record_steps`) over seeds and optimizers, the one-unit
-recurrent net whose loss surface has a wall, and the plot of blow-ups over
-seeds. The adding problem is in `helpers.data`, the plot of step records in
-`helpers.plots`.
+(`helpers.steps.record_steps`) over seeds and optimizers, and the one-unit
+recurrent net whose loss surface has a wall. The adding problem is in
+`helpers.data`; the plots of step records and of runs over seeds (blow-ups
+marked) are in `helpers.plots`.
 
 The optimizers and their clipping settings (`clipnorm=...`) are written in
 the notebook; nothing here changes how they update.
@@ -15,7 +15,6 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 
 import keras
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -123,51 +122,3 @@ def one_unit_rnn_loss(
         h = h_next
     error = h - target
     return error**2, 2 * error * dh_dw, 2 * error * dh_db
-
-
-def plot_blowups_over_seeds(
-    runs: pd.DataFrame,
-    metric: str = "final_loss",
-    ylabel: str = "final training loss",
-    bar: float | None = None,
-    reference: Mapping[str, float] | None = None,
-    title: str | None = None,
-) -> plt.Axes:
-    """One column per configuration: a dot per seed at its final `metric`
-    (log scale), and a red "x" in the top band for each seed that blew up;
-    the tick labels count the blow-ups.
-
-    `runs` is the second table of `record_steps_over_seeds`
-    (columns ``config``, ``seed``, ``blew_up`` and `metric`). `bar` draws the
-    loss to reach; `reference` more labelled horizontal lines.
-    """
-    configs = list(dict.fromkeys(runs["config"]))
-    _, ax = plt.subplots(figsize=(max(6.5, 1.9 * len(configs)), 4.2))
-    top = ax.get_xaxis_transform()  # x in data, y in axes coordinates
-    labels = []
-    for position, config in enumerate(configs):
-        rows = runs[runs["config"] == config]
-        ok = rows[~rows["blew_up"]]
-        spread = np.linspace(-0.12, 0.12, len(rows)) if len(rows) > 1 else np.zeros(1)
-        ax.scatter(position + spread[: len(ok)], ok[metric], color="black", s=22, zorder=3)
-        n_bad = int(rows["blew_up"].sum())
-        if n_bad:
-            xs = position + np.linspace(-0.12, 0.12, n_bad) if n_bad > 1 else [position]
-            ax.scatter(xs, [0.93] * n_bad, transform=top, marker="x", color="tab:red", s=60)
-        labels.append(config.replace(", ", "\n") + f"\n{n_bad} of {len(rows)} blew up")
-    ax.scatter([], [], color="black", s=22, label="one seed (final)")
-    ax.scatter([], [], marker="x", color="tab:red", s=60, label="one seed that blew up (top band)")
-    if bar is not None:
-        ax.axhline(bar, color="tab:green", linestyle="--", label=f"loss bar ({bar:g})")
-    for (name, value), style in zip((reference or {}).items(), (":", "-."), strict=False):
-        ax.axhline(value, color="gray", linestyle=style, label=name)
-    ax.set_yscale("log")
-    low, high = ax.get_ylim()
-    ax.set_ylim(low, high * 6)  # room for the blow-up band
-    ax.set_xticks(range(len(configs)), labels)
-    ax.set_xlim(-0.5, len(configs) - 0.5)
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return ax

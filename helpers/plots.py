@@ -131,38 +131,6 @@ def plot_activation_histograms(
     return fig
 
 
-def plot_over_seeds(
-    summary: pd.DataFrame,
-    runs: pd.DataFrame,
-    metric: str = "val_accuracy",
-    title: str | None = None,
-) -> plt.Axes:
-    """Final `metric` per configuration: one dot per seed and the mean as a bar,
-    so that the spread between seeds is visible next to the average."""
-    last = runs[runs["epoch"] == runs["epoch"].max()]
-    _, ax = plt.subplots(figsize=(max(6, 1.1 * len(summary)), 4))
-    positions = np.arange(len(summary))
-    ax.bar(
-        positions,
-        summary["mean"],
-        color="tab:blue",
-        alpha=0.35,
-        label="mean over seeds",
-    )
-    for position, config in zip(positions, summary.index, strict=True):
-        values = last.loc[last["config"] == config, metric]
-        ax.scatter(np.full(len(values), position), values, color="black", s=18, zorder=3)
-    ax.scatter([], [], color="black", s=18, label="one seed")
-    ax.set_xticks(positions, summary.index, rotation=20, ha="right")
-    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
-    if "accuracy" in metric:
-        ax.set_ylim(0, 1.02)
-    if title:
-        ax.set_title(title)
-    ax.legend(loc="best")
-    return ax
-
-
 def plot_percentiles_over_steps(
     activations: pd.DataFrame,
     layer: int,
@@ -311,42 +279,77 @@ def plot_per_seed(
     title: str | None = None,
     log: bool = False,
     ax: plt.Axes | None = None,
+    blew_up: str | None = None,
+    reference: Mapping[str, float] | None = None,
+    bars: bool = True,
 ) -> plt.Axes:
     """One column per configuration: a dot per seed at its `column` value and
-    the mean over seeds as a bar, so the spread is seen next to the average.
+    (with `bars`) the mean over seeds as a bar, so the spread is seen next to
+    the average.
+
+    Example::
+
+        last = runs[runs["epoch"] == runs["epoch"].max()]
+        plot_per_seed(last, "val_accuracy", "validation accuracy")
 
     `values` has one row per (config, seed), with columns ``config`` and
     `column`; configurations keep their order of appearance. A NaN (e.g. a
     run that never reached its target) gets no dot; the tick labels then say
     how many seeds have a value ("2 of 3"), and the bar is the mean of those.
+    With `blew_up`, the name of a boolean column, each run that blew up is a
+    red "x" in a band at the top and the tick labels count them ("1 of 3 blew
+    up"). `reference` draws labelled horizontal lines (baselines, a bar to
+    pass).
     """
     configs = list(dict.fromkeys(values["config"]))
     if ax is None:
-        _, ax = plt.subplots(figsize=(max(6, 1.1 * len(configs)), 4))
+        _, ax = plt.subplots(figsize=(max(6.5, 1.5 * len(configs)), 4.2))
+    top = ax.get_xaxis_transform()  # x in data, y in axes coordinates
     labels = []
     any_missing = values[column].isna().any()
     for position, config in enumerate(configs):
-        column_values = values.loc[values["config"] == config, column].to_numpy(dtype=float)
+        rows = values[values["config"] == config]
+        column_values = rows[column].to_numpy(dtype=float)
         present = column_values[np.isfinite(column_values)]
         if len(present):
-            ax.bar(position, present.mean(), color="tab:blue", alpha=0.35)
+            if bars:
+                ax.bar(position, present.mean(), color="tab:blue", alpha=0.35)
             jitter = np.linspace(-0.15, 0.15, len(present)) if len(present) > 1 else [0.0]
             ax.scatter(position + np.asarray(jitter), present, color="black", s=18, zorder=3)
-        labels.append(
-            f"{config}\n{len(present)} of {len(column_values)}" if any_missing else config
-        )
-    ax.bar([], [], color="tab:blue", alpha=0.35, label="mean over seeds")
+        label = config.replace(", ", "\n") if blew_up else config
+        if blew_up:
+            n_bad = int(rows[blew_up].sum())
+            if n_bad:
+                xs = position + (np.linspace(-0.12, 0.12, n_bad) if n_bad > 1 else np.zeros(1))
+                ax.scatter(xs, [0.93] * n_bad, transform=top, marker="x", color="tab:red", s=60)
+            label += f"\n{n_bad} of {len(rows)} blew up"
+        elif any_missing:
+            label += f"\n{len(present)} of {len(column_values)}"
+        labels.append(label)
+    if bars:
+        ax.bar([], [], color="tab:blue", alpha=0.35, label="mean over seeds")
     ax.scatter([], [], color="black", s=18, label="one seed")
-    ax.set_xticks(range(len(configs)), labels, rotation=0 if any_missing else 20)
+    if blew_up and values[blew_up].any():
+        ax.scatter([], [], marker="x", color="tab:red", s=60, label="one seed that blew up (top)")
+    for (name, value), style in zip((reference or {}).items(), ("--", ":", "-."), strict=False):
+        ax.axhline(value, color="gray", linestyle=style, label=name)
+    straight = any_missing or blew_up
+    ax.set_xticks(range(len(configs)), labels, rotation=0 if straight else 20)
     ax.set_xlim(-0.6, len(configs) - 0.4)
     if log:
         ax.set_yscale("log")
+    if blew_up:  # room for the band of blow-ups above the dots
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, high * 6 if log else high + 0.25 * (high - low))
     ax.set_ylabel(ylabel)
     if "accuracy" in column:
         ax.set_ylim(0, 1.02)
     if title:
         ax.set_title(title)
-    ax.legend(loc="best")
+    if reference or blew_up:  # more entries: beside the axes, clear of the dots
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    else:
+        ax.legend(loc="best")
     return ax
 
 

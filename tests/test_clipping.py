@@ -8,10 +8,8 @@ matplotlib.use("Agg")
 import keras  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 from tiny_models import regression_data  # noqa: E402
 
-from helpers import clipping  # noqa: E402
 from helpers.clipping import one_unit_rnn_loss, record_steps_over_seeds  # noqa: E402
 
 
@@ -110,33 +108,3 @@ def test_one_unit_rnn_loss_has_a_wall_where_the_gradient_explodes():
 
 def teardown_function():
     plt.close("all")
-
-
-def test_blowups_over_seeds_counts_them_in_the_tick_labels():
-    runs = pd.DataFrame(
-        {
-            "config": ["plain"] * 3 + ["clipped"] * 3,
-            "seed": [1, 2, 3] * 2,
-            "blew_up": [True, True, False, False, False, False],
-            "final_loss": [np.nan, np.nan, 0.3, 0.2, 0.19, 0.21],
-        }
-    )
-    ax = clipping.plot_blowups_over_seeds(runs, bar=0.25, reference={"mean": 0.17})
-    ticks = [t.get_text() for t in ax.get_xticklabels()]
-    assert ticks == ["plain\n2 of 3 blew up", "clipped\n0 of 3 blew up"]
-    assert ax.get_yscale() == "log"
-    dots = sum(
-        len(c.get_offsets()) for c in ax.collections if not c.get_label().startswith("one seed")
-    )
-    assert dots == 6  # 4 finite seeds as dots, 2 blow-ups as crosses
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "loss bar (0.25)" in labels and "mean" in labels
-
-
-def test_blowups_over_seeds_draws_a_single_seed_that_blew_up():
-    runs = pd.DataFrame(
-        {"config": ["a", "b"], "seed": [1, 1], "blew_up": [True, False], "val_mse": [np.nan, 0.1]}
-    )
-    ax = clipping.plot_blowups_over_seeds(runs, metric="val_mse")
-    ticks = [t.get_text() for t in ax.get_xticklabels()]
-    assert ticks == ["a\n1 of 1 blew up", "b\n0 of 1 blew up"]

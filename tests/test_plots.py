@@ -44,21 +44,6 @@ def test_activation_histograms_one_panel_per_chosen_layer():
     assert fig.axes[0].get_ylabel() == "count"
 
 
-def test_over_seeds_shows_every_seed():
-    runs = pd.DataFrame(
-        {
-            "config": ["a", "a", "b", "b"],
-            "seed": [0, 1, 0, 1],
-            "epoch": 1,
-            "val_accuracy": [0.5, 0.6, 0.8, 0.9],
-        }
-    )
-    summary = runs.groupby("config")["val_accuracy"].agg(["mean"])
-    ax = plots.plot_over_seeds(summary, runs)
-    assert sum(len(c.get_offsets()) for c in ax.collections) == 4
-    assert ax.get_ylabel() == "validation accuracy"
-
-
 def test_percentiles_over_steps_draws_one_layer_in_step_order():
     recorded = pd.DataFrame(
         {
@@ -162,3 +147,41 @@ def test_steps_log_panels_mark_blowups_spikes_and_thresholds():
     fig = plots.plot_steps({"bad": bad}, ylims={"loss": (0.1, 10.0)})
     assert fig.axes[0].get_ylim() == (0.1, 10.0)
     assert fig.axes[1].get_ylim() != (0.1, 10.0)
+
+
+def test_per_seed_marks_and_counts_the_runs_that_blew_up():
+    runs = pd.DataFrame(
+        {
+            "config": ["plain"] * 3 + ["clipped"] * 3,
+            "seed": [1, 2, 3] * 2,
+            "blew_up": [True, True, False, False, False, False],
+            "final_loss": [np.nan, np.nan, 0.3, 0.2, 0.19, 0.21],
+        }
+    )
+    ax = plots.plot_per_seed(
+        runs,
+        "final_loss",
+        "final loss",
+        log=True,
+        blew_up="blew_up",
+        reference={"bar": 0.25, "mean": 0.17},
+    )
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks == ["plain\n2 of 3 blew up", "clipped\n0 of 3 blew up"]
+    assert ax.get_yscale() == "log"
+    dots = sum(
+        len(c.get_offsets()) for c in ax.collections if not c.get_label().startswith("one seed")
+    )
+    assert dots == 6  # 4 finite seeds as dots, 2 blow-ups as crosses
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "bar" in labels and "mean" in labels and "one seed that blew up (top)" in labels
+
+
+def test_per_seed_draws_a_single_seed_that_blew_up_without_bars():
+    runs = pd.DataFrame(
+        {"config": ["a", "b"], "seed": [1, 1], "blew_up": [True, False], "val_mse": [np.nan, 0.1]}
+    )
+    ax = plots.plot_per_seed(runs, "val_mse", "MSE", blew_up="blew_up", bars=False)
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks == ["a\n1 of 1 blew up", "b\n0 of 1 blew up"]
+    assert not ax.patches  # no bars
