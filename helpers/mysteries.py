@@ -41,7 +41,7 @@ from helpers.data import Split, load_digits_split, make_adding_problem
 from helpers.models import build_mlp
 from helpers.monitor import SYMPTOMS, TrainingMonitor
 from helpers.seeding import seed_new_weights
-from helpers.training import build_training_state, evaluate, make_dataset, without_remapper
+from helpers.training import evaluate, fit_quietly, without_remapper
 
 #: The mysteries, in the notebook's order.
 MYSTERIES = ("A", "B", "C", "D", "E")
@@ -127,18 +127,16 @@ class Run:
         """Train silently (the data reshuffled every epoch by the run's seed);
         returns the history (training loss per epoch, indexed 1..n), also kept
         in `history`."""
-        build_training_state(self.model, self.x_train, self.y_train)  # one trace, not two
         with without_remapper():  # no error lines from run E's ReLU RNN
-            result = self.model.fit(
-                make_dataset(self.x_train, self.y_train, self.batch_size, shuffle_seed=self.seed),
-                epochs=self.epochs,
-                shuffle=False,  # the dataset reshuffles itself every epoch
-                verbose=0,
-                callbacks=list(callbacks),
+            self.history = fit_quietly(
+                self.model,
+                self.x_train,
+                self.y_train,
+                self.epochs,
+                self.batch_size,
+                seed=self.seed,
+                callbacks=callbacks,
             )
-        history = pd.DataFrame(result.history)  # shorter when a callback stopped the run
-        history.index = pd.RangeIndex(1, len(history) + 1, name="epoch")
-        self.history = history
         return self.history
 
     def evaluate(self) -> float:

@@ -95,32 +95,68 @@ def train_quietly(
     validate: bool = True,
     eager_validation: bool = False,
 ) -> pd.DataFrame:
-    """`model.fit` on `data`'s training set without progress bars, validated
-    on its validation set every `validation_freq` epochs (other epochs get NaN
-    validation metrics; `validate` False: never). Returns the history as a
-    DataFrame indexed by epoch 1..n.
+    """`fit_quietly` on `data`'s training set, validated on its validation set
+    every `validation_freq` epochs (other epochs get NaN validation metrics;
+    `validate` False: never). Returns the history as a DataFrame indexed by
+    epoch 1..n.
 
     `eager_validation` measures the validation loss and accuracy with a plain
     call of the model instead of Keras' test function, which saves tracing one
     (seconds for a deep net); it needs a classifier compiled with sparse
     categorical cross-entropy, and gives the values Keras would."""
-    build_training_state(model, data.x_train, data.y_train)
     callbacks = list(callbacks)
     if validate and eager_validation:
         if model.loss != "sparse_categorical_crossentropy":
             raise ValueError("eager_validation measures sparse categorical cross-entropy")
         callbacks.append(_EagerValidation(data, validation_freq))
     keras_validates = validate and not eager_validation
+    return fit_quietly(
+        model,
+        data.x_train,
+        data.y_train,
+        epochs,
+        batch_size,
+        seed=seed,
+        callbacks=callbacks,
+        validation_data=(data.x_valid, data.y_valid) if keras_validates else None,
+        validation_freq=validation_freq,
+    )
+
+
+def fit_quietly(
+    model: keras.Model,
+    x,
+    y,
+    epochs: int,
+    batch_size: int,
+    *,
+    seed: int = 0,
+    callbacks: Iterable[keras.callbacks.Callback] = (),
+    validation_data: tuple | None = None,
+    validation_freq: int = 1,
+) -> pd.DataFrame:
+    """`model.fit` on ``(x, y)`` without progress bars, the examples
+    reshuffled every epoch by `seed` (a cached `make_dataset`), validated on
+    `validation_data` every `validation_freq` epochs. Returns the history as
+    a DataFrame indexed by epoch 1..n (fewer epochs when a callback stopped
+    the run; NaN validation metrics at the epochs not validated).
+
+    Example::
+
+        history = fit_quietly(model, x_train, y_train, epochs=10, batch_size=32, seed=1)
+        history["loss"].iloc[-1]
+    """
+    build_training_state(model, x, y)
     history = model.fit(
-        make_dataset(data.x_train, data.y_train, batch_size, shuffle_seed=seed),
-        validation_data=make_dataset(data.x_valid, data.y_valid, 512) if keras_validates else None,
+        make_dataset(x, y, batch_size, shuffle_seed=seed),
+        validation_data=make_dataset(*validation_data, 512) if validation_data else None,
         epochs=epochs,
         shuffle=False,  # the dataset reshuffles itself every epoch
         verbose=0,
-        callbacks=callbacks,
+        callbacks=list(callbacks),
         validation_freq=validation_freq,
     )
-    index = pd.RangeIndex(1, epochs + 1, name="epoch")
+    index = pd.RangeIndex(1, len(history.epoch) + 1, name="epoch")
     validated = [epoch for epoch in index if epoch % validation_freq == 0]
     return pd.DataFrame(
         {

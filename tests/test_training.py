@@ -12,6 +12,7 @@ from helpers.training import (
     build_training_state,
     evaluate,
     final_epoch_summary,
+    fit_quietly,
     fresh_weights,
     initial_optimizer_state,
     make_dataset,
@@ -362,3 +363,21 @@ def test_runs_over_seeds_gives_every_run_a_fresh_model_and_tidy_tables():
     assert a["start"].iloc[0] == a["start"].iloc[2] != a["start"].iloc[1]  # weights drawn by seed
     assert table["loss"].iloc[0] == pytest.approx(table["loss"].iloc[2])  # same seed, same run
     assert runs_over_seeds({"a": shared}, [3], lambda model, seed: {"x": 1}).shape == (1, 3)
+
+
+def test_fit_quietly_returns_the_epochs_that_ran_when_a_callback_stops_the_run():
+    class StopAfterTwo(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                self.model.stop_training = True
+
+    x = np.random.default_rng(0).normal(size=(40, 2)).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    history = fit_quietly(model, x, y, epochs=5, batch_size=8, callbacks=[StopAfterTwo()])
+    assert list(history.index) == [1, 2] and history.index.name == "epoch"
+    history = fit_quietly(
+        model, x, y, epochs=4, batch_size=8, validation_data=(x, y), validation_freq=2
+    )
+    assert history["val_loss"].isna().tolist() == [True, False, True, False]
