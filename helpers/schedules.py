@@ -17,13 +17,11 @@ import numpy as np
 import pandas as pd
 
 from helpers.steps import record_steps
-from helpers.training import runs_over_seeds
-
-Config = keras.Model | tuple[keras.Model, float]
+from helpers.training import RunModel, runs_over_seeds
 
 
 def record_over_seeds(
-    configs: Mapping[str, Config],
+    configs: Mapping[str, RunModel],
     x,
     y,
     seeds: Iterable[int],
