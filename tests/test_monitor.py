@@ -7,10 +7,10 @@ import keras
 import matplotlib
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import helpers
-from helpers import monitor as monitor_module
-from helpers.monitor import SYMPTOMS, TrainingMonitor
+from helpers.monitor import PROBE_SAMPLES, SYMPTOMS, TrainingMonitor
 
 matplotlib.use("Agg")
 
@@ -85,9 +85,9 @@ def test_sampling_measures_about_probe_samples_times():
     model.add(keras.layers.Dense(3, "softmax"))
     monitor = fit_watched(model, x, y, epochs=25)  # 4 steps an epoch: 100 steps
     # Every ceil(100 / PROBE_SAMPLES) steps, plus once before the first step.
-    every = -(-100 // monitor_module.PROBE_SAMPLES)
+    every = -(-100 // PROBE_SAMPLES)
     assert len(monitor.probes) == 100 // every + 1
-    samples = monitor_module.PROBE_SAMPLES
+    samples = PROBE_SAMPLES
     assert samples // 2 <= len(monitor.probes) <= samples + 2
     assert len(monitor.steps) == 100  # the loss of every step
     # The size of every update, and its change from the previous one (from the second).
@@ -123,55 +123,154 @@ def test_the_loss_is_recovered_per_step_from_keras_running_mean():
     np.testing.assert_allclose(monitor.steps["loss"].to_numpy(), expected * 2, rtol=1e-4)
 
 
-def diagnosed(probe_losses, backprop=None, step_losses=None, activations=(), changes=None):
-    """The symptoms `diagnose` names from hand-made records (one probe every
-    10 steps, a log every step; `changes`: the change of the update per log)."""
-    monitor = TrainingMonitor(np.zeros((2, 2)), np.zeros(2))
-    monitor._probe_rows = [
-        {"step": 10 * i, "loss": loss, "grad_norm": 1.0} for i, loss in enumerate(probe_losses)
-    ]
-    losses = step_losses if step_losses is not None else np.linspace(2.0, 1.0, 100)
-    changes = changes if changes is not None else [float("nan")] * len(losses)
-    monitor._step_rows = [
-        {"step": i + 1, "steps": 1, "loss": loss, "running": loss, "update": 0.1}
-        | {"update_change": change}
-        for i, (loss, change) in enumerate(zip(losses, changes, strict=True))
-    ]
-    first, last = backprop or (1.0, 1.0)
-    monitor._backprop_rows = [
-        {"step": 10 * i, "first": first, "last": last} for i in range(len(probe_losses))
-    ]
-    monitor._act_rows = [{"step": 0, **row} for row in activations]
-    return [finding.symptom for finding in monitor.diagnose()]
+# ------------------------------------------------ the models learners build
 
 
-def test_the_thresholds_act_as_documented():
-    learning = list(np.linspace(2.3, 0.5, 11))
-    assert diagnosed(learning) == []
-    ratio = monitor_module.VANISHING_RATIO
-    assert diagnosed(learning, backprop=(ratio / 2, 1.0)) == ["vanishing_gradients"]
-    assert diagnosed(learning, backprop=(ratio * 2, 1.0)) == []
-    ratio = monitor_module.EXPLODING_RATIO
-    assert diagnosed(learning, backprop=(ratio * 2, 1.0)) == ["exploding_gradients"]
-    flat = [2.3] * 11
-    assert diagnosed(flat) == ["stalled"]
-    assert diagnosed(learning[:1] + [float("nan")] * 10) == ["loss_diverged"]
-    spiky = np.linspace(2.0, 1.0, 100)
-    spiky[60] = 2.2 * monitor_module.SPIKE_FACTOR  # the median of the 50 before: about 1.65
-    assert diagnosed(learning, step_losses=spiky) == ["loss_spikes"]
-    spiky[60] = 1.1 * monitor_module.SPIKE_FACTOR
-    assert diagnosed(learning, step_losses=spiky) == []
-    # A jump of the gradient that momentum smooths out of the update itself
-    # still shows in the change of the update from one log to the next.
-    jumpy = np.full(100, 0.01)
-    jumpy[60] = 0.01 * 1.2 * monitor_module.SPIKE_FACTOR
-    assert diagnosed(learning, changes=jumpy) == ["loss_spikes"]
-    jumpy[60] = 0.01 * 0.8 * monitor_module.SPIKE_FACTOR
-    assert diagnosed(learning, changes=jumpy) == []
-    share = monitor_module.DEAD_SHARE
-    dead = [{"layer": "d", "activation": "relu", "dead": share, "inactive": 0.9}]
-    assert diagnosed(learning, activations=dead) == ["dead_units"]
-    dead[0]["dead"] = share / 2
-    assert diagnosed(learning, activations=dead) == []
-    saturated = [{"layer": "s", "activation": "sigmoid", "saturated": 0.9}]
-    assert diagnosed(learning, activations=saturated) == ["saturated_units"]
+def sigmoid_layers(depth=8):
+    init = keras.initializers.RandomNormal(stddev=0.5, seed=1)
+    return [keras.layers.Dense(16, "sigmoid", kernel_initializer=init) for _ in range(depth)]
+
+
+def test_a_sequential_built_with_add_is_measured_as_one_built_with_a_list():
+    x, y = small_data((5,))
+    listed = keras.Sequential(
+        [keras.Input((5,)), *sigmoid_layers(), keras.layers.Dense(3, "softmax")]
+    )
+    added = keras.Sequential([keras.Input((5,))])
+    for layer in [*sigmoid_layers(), keras.layers.Dense(3, "softmax")]:
+        added.add(layer)
+    added.set_weights(listed.get_weights())
+    monitors = [fit_watched(model, x, y, epochs=1) for model in (listed, added)]
+    before = [m.backprop.iloc[0] for m in monitors]
+    assert np.isfinite(before[1]).all() and len(before[1]) == 8
+    np.testing.assert_allclose(before[1].to_numpy(), before[0].to_numpy(), rtol=1e-5)
+    assert [m.symptoms[0] for m in monitors] == ["vanishing_gradients"] * 2
+
+
+def test_a_binary_classifier_with_flat_labels_is_probed_with_its_compiled_loss():
+    x, _ = small_data((5,))
+    y = (x[:, 0] > 0).astype("float32")  # shape (N,): Keras's loss accepts it
+    model = keras.Sequential(
+        [keras.Input((5,)), keras.layers.Dense(8, "relu"), keras.layers.Dense(8, "relu")]
+    )
+    model.add(keras.layers.Dense(1, "sigmoid"))
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy")
+    monitor = TrainingMonitor(x, y)
+    model.fit(x, y, epochs=20, batch_size=64, verbose=0, callbacks=[monitor])
+    # The probe's loss is the one Keras computes, and the confident sigmoid
+    # output is not a saturated hidden layer.
+    assert monitor.probes["loss"].iloc[-1] == pytest.approx(model.evaluate(x, y, verbose=0), 1e-4)
+    assert monitor.probes["loss"].iloc[-1] < 0.3
+    assert "saturated_units" not in monitor.symptoms
+    assert set(monitor.activations["activation"]) == {"relu"}
+
+
+def test_the_probe_loss_includes_the_regularization_losses():
+    x, y = small_data((5,))
+    l2 = keras.regularizers.l2(0.1)
+    model = keras.Sequential(
+        [keras.Input((5,)), keras.layers.Dense(8, "relu", kernel_regularizer=l2)]
+        + [keras.layers.Dense(3, "softmax", kernel_regularizer=l2)]
+    )
+    monitor = fit_watched(model, x, y)
+    evaluated = model.evaluate(x, y, verbose=0)  # with the penalty, as fit trains it
+    plain = float(keras.losses.SparseCategoricalCrossentropy()(y, model(x)))
+    assert monitor.probes["loss"].iloc[-1] == pytest.approx(evaluated, rel=1e-4)
+    assert evaluated > plain + 0.01
+
+
+def test_several_inputs_and_outputs_are_probed_and_the_logs_left_alone():
+    x, y = small_data((6,))
+    parity = (y % 2).astype("float32")
+    left, right = keras.Input((3,), name="left"), keras.Input((3,), name="right")
+    h = keras.layers.Concatenate()([keras.layers.Dense(8, "relu")(left), right])
+    h = keras.layers.Dense(8, "relu")(h)
+    outputs = {
+        "digit": keras.layers.Dense(3, "softmax", name="digit")(h),
+        "parity": keras.layers.Dense(1, "sigmoid", name="parity")(h),
+    }
+    model = keras.Model({"left": left, "right": right}, outputs)
+    inputs = {"left": x[:, :3], "right": x[:, 3:]}
+    targets = {"digit": y, "parity": parity}
+    start = model.get_weights()
+    histories = []
+    for callbacks in ([], [TrainingMonitor(inputs, targets)]):
+        model.set_weights(start)
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.05),
+            loss={"digit": "sparse_categorical_crossentropy", "parity": "binary_crossentropy"},
+        )
+        history = model.fit(
+            inputs, targets, epochs=3, shuffle=False, verbose=0, callbacks=callbacks
+        )
+        histories.append(history.history)
+    monitor = callbacks[0]
+    for name in histories[0]:  # per-output losses untouched by the probe
+        np.testing.assert_allclose(histories[1][name], histories[0][name], rtol=1e-5)
+    assert monitor.probes["loss"].iloc[-1] == pytest.approx(
+        model.evaluate(inputs, targets, verbose=0)[0], rel=1e-4
+    )
+    assert monitor.backprop.shape[1] == 2 and np.isfinite(monitor.backprop).all().all()
+
+
+def test_standalone_activation_layers_are_watched():
+    x, y = small_data((8, 8, 1))
+    model = keras.Sequential([keras.Input((8, 8, 1))])
+    for _ in range(2):  # the common block: Conv -> BatchNorm -> ReLU
+        model.add(keras.layers.Conv2D(4, 3, use_bias=False))
+        model.add(keras.layers.BatchNormalization())
+        model.add(keras.layers.ReLU())
+    model.add(keras.layers.Flatten())
+    model.add(keras.layers.Dense(3, "softmax"))
+    monitor = fit_watched(model, x, y)
+    relus = [layer.name for layer in model.layers if isinstance(layer, keras.layers.ReLU)]
+    assert sorted(set(monitor.activations["layer"])) == sorted(relus)
+    assert monitor.backprop.shape[1] == 2
+
+
+def test_a_distribution_strategy_on_the_cpu():
+    x, y = small_data((5,))
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        model = keras.Sequential(
+            [keras.Input((5,)), keras.layers.Dense(8, "relu"), keras.layers.Dense(8, "relu")]
+            + [keras.layers.Dense(3, "softmax")]
+        )
+        monitor = fit_watched(model, x, y)
+    assert np.isfinite(monitor.probes["loss"]).all() and len(monitor.steps) == 8
+    assert monitor.backprop.shape[1] == 2
+
+
+def test_a_model_with_one_weight_layer_is_never_called_healthy():
+    x, y = small_data((5,))
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, "softmax")])
+    monitor = fit_watched(model, x, y, epochs=3)
+    judged = [item.rule for item in monitor.diagnosis.not_judged]
+    assert "vanishing_gradients, exploding_gradients" in judged
+    text = monitor.report_text()
+    assert "healthy run" not in text
+    assert "not judged:\n  - vanishing_gradients, exploding_gradients: fewer than two" in text
+
+
+def test_a_net_that_memorizes_a_small_set_is_named_overfitting():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(300, 20)).astype("float32"), rng.integers(0, 2, 300)
+    # Labels with a weak pattern and much noise: 40 examples are memorized.
+    y = np.where(rng.random(300) < 0.7, (x[:, 0] > 0).astype(int), y)
+    model = keras.Sequential(
+        [keras.Input((20,)), keras.layers.Dense(128, "relu"), keras.layers.Dense(128, "relu")]
+        + [keras.layers.Dense(2, "softmax")]
+    )
+    model.compile(optimizer=keras.optimizers.Adam(0.003), loss="sparse_categorical_crossentropy")
+    monitor = TrainingMonitor(x[:40], y[:40])
+    model.fit(
+        x[:40],
+        y[:40],
+        epochs=150,
+        batch_size=40,
+        verbose=0,
+        callbacks=[monitor],
+        validation_data=(x[40:], y[40:]),
+    )
+    assert monitor.symptoms == ["overfitting"]
+    assert "val_loss" in monitor.epochs

@@ -1,0 +1,320 @@
+"""`TrainingMonitor`, the Keras callback: it records a run into a `Record`
+(the loss of every log, the size of every update, probe measurements,
+each epoch's logs) and, when the run ends, applies the rules to it."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from helpers.monitor.probe import Probe, weight_variables
+from helpers.monitor.record import Record
+from helpers.monitor.report import plot_record, report_text
+from helpers.monitor.rules import Diagnosis, Finding, diagnose
+
+#: Probe measurements per run when `every_n_steps` is not given (plus one
+#: before the first step and one after the last).
+PROBE_SAMPLES = 24
+
+#: Measurements run eagerly before the probe step is traced (`tf.function`);
+#: a run expected to take at most `EAGER_RUN` measurements is never traced
+#: (there tracing costs more than it saves).
+EAGER_MEASUREMENTS = 2
+EAGER_RUN = 12
+
+#: Models with more parameters than this do not get the size of each update
+#: measured (it keeps two copies of the weights; the monitor notes it).
+MAX_UPDATE_PARAMETERS = 20_000_000
+
+
+def _step_of(model: keras.Model) -> int:
+    """The optimizer's step counter (a plain or a distributed variable)."""
+    return int(model.optimizer.iterations.value.numpy())
+
+
+class _UpdateSizes:
+    """The size of the weights' change per step since the previous call, and
+    of that change's difference from the previous call's, computed where the
+    weights are (one traced call returns three numbers: no weight copied to
+    the host)."""
+
+    def __init__(self, variables: list):
+        self.variables = variables
+        size = sum(math.prod(v.shape) for v in variables)
+        self.previous = tf.Variable(tf.zeros([size]), trainable=False)
+        self.update = tf.Variable(tf.zeros([size]), trainable=False)
+        self.known = tf.Variable(0, trainable=False)  # previous updates known: 0, 1, 2+
+        self._call = tf.function(self._sizes)
+        self._call(tf.constant(1.0))  # the starting weights
+        self.known.assign(1)
+
+    def _flat(self):
+        return tf.concat(
+            [tf.reshape(tf.cast(v.value, tf.float32), [-1]) for v in self.variables], 0
+        )
+
+    def _sizes(self, steps):
+        current = self._flat()
+        update = (current - self.previous) / steps
+        change = tf.norm(update - self.update)
+        self.previous.assign(current)
+        self.update.assign(update)
+        self.known.assign_add(1)
+        return tf.stack([tf.norm(update), change, tf.norm(current)])
+
+    def __call__(self, steps: int) -> tuple[float, float, float]:
+        known = int(self.known.numpy())
+        size, change, norm = (float(v) for v in self._call(tf.constant(float(steps))).numpy())
+        return size, change if known >= 2 else math.nan, norm
+
+
+class TrainingMonitor(keras.callbacks.Callback):
+    """A Keras callback that watches a run and names what goes wrong.
+
+    Example::
+
+        monitor = TrainingMonitor(x_train[:256], y_train[:256])
+        model.fit(x_train, y_train, epochs=10, callbacks=[monitor],
+                  validation_data=(x_valid, y_valid))  # for the overfitting rule
+        monitor.report()  # the verdict, its evidence and the course's fixes
+        monitor.symptoms  # e.g. ["vanishing_gradients"]; [] when no rule fired
+        monitor.plot()
+        monitor.record.save("run.json")  # diagnose it elsewhere: Record.load
+
+    Works on Sequential (a list of layers or `.add()`) and functional models,
+    with one or several inputs and outputs, any compiled loss (the probe
+    differentiates `model.compute_loss`: the compiled loss with its weights,
+    plus the regularization losses). A rule that could not run is listed
+    under "not judged" in the report and `diagnosis.not_judged`, and such a
+    run is never called healthy.
+
+    Parameters
+    ----------
+    x_probe, y_probe:
+        A fixed batch of training examples (a few hundred; arrays, or the
+        lists or dicts the model takes) on which gradients and activations are
+        measured; at most `max_probe` are used.
+    every_n_steps:
+        Measure on the probe every this many optimizer steps; default: about
+        `PROBE_SAMPLES` times per run (when Keras knows the run's length,
+        else every 10 steps).
+    loss_fn:
+        A loss to differentiate on the probe instead of the compiled one.
+    sample_weight:
+        The probe examples' sample weights, when training uses them.
+    stop_on_nan:
+        Stop training once the loss is inf or NaN, as
+        `keras.callbacks.TerminateOnNaN` does (nothing is learned after it).
+
+    After ``fit``: `symptoms` (names from `SYMPTOMS`), `findings` (with
+    their evidence), `diagnosis` (also what was not judged), `notes` (what
+    could not be measured), `report()`, `plot()`, and `record`, whose tables
+    `steps`, `probes`, `layer_gradients`, `backprop`, `activations` and
+    `epochs` are also attributes of the monitor.
+
+    Cost: one probe measurement (a forward and a backward pass on the probe)
+    about `PROBE_SAMPLES` times per run, and at every log three numbers
+    computed next to the weights; tests/test_monitor_overhead.py measures it.
+    """
+
+    def __init__(
+        self,
+        x_probe,
+        y_probe,
+        every_n_steps: int | None = None,
+        loss_fn=None,
+        max_probe: int = 256,
+        sample_weight=None,
+        stop_on_nan: bool = True,
+    ):
+        super().__init__()
+        if every_n_steps is not None and every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be at least 1, not {every_n_steps}")
+        self.x_probe = tf.nest.map_structure(lambda a: np.asarray(a)[:max_probe], x_probe)
+        self.y_probe = tf.nest.map_structure(lambda a: np.asarray(a)[:max_probe], y_probe)
+        self.sample_weight = (
+            None if sample_weight is None else np.asarray(sample_weight)[:max_probe]
+        )
+        self.every_n_steps = every_n_steps
+        self.loss_fn = loss_fn
+        self.stop_on_nan = stop_on_nan
+        self.record = Record()
+        self.diagnosis = Diagnosis([], [])
+
+    # ------------------------------------------------------------ callbacks
+    def on_train_begin(self, logs=None):
+        self.record = Record(probe_size=len(tf.nest.flatten(self.x_probe)[0]))
+        self.diagnosis = Diagnosis([], [])
+        self._rows = {"steps": [], "probes": [], "layer_gradients": [], "backprop": []}
+        self._activation_rows, self._epoch_rows = [], []
+        self._probe = Probe(
+            self.model,
+            self.x_probe,
+            self.y_probe,
+            loss_fn=self.loss_fn,
+            sample_weight=self.sample_weight,
+        )
+        self.record.notes.extend(self._probe.notes)
+        steps, epochs = self.params.get("steps"), self.params.get("epochs")
+        if self.every_n_steps:
+            self._every = self.every_n_steps
+        elif steps and epochs:
+            self._every = max(1, math.ceil(steps * epochs / PROBE_SAMPLES))
+        else:
+            self._every = 10
+        self._trace_after = EAGER_MEASUREMENTS
+        if steps and epochs:  # measurements happen at logs, every `steps_per_execution` steps
+            n_logs = epochs * math.ceil(
+                steps / (getattr(self.model, "steps_per_execution", 1) or 1)
+            )
+            if min(n_logs, math.ceil(steps * epochs / self._every)) <= EAGER_RUN:
+                self._trace_after = math.inf
+        variables = self.model.trainable_variables
+        self._sizes = None
+        if sum(math.prod(v.shape) for v in variables) > MAX_UPDATE_PARAMETERS:
+            self.record.notes.append(
+                f"more than {MAX_UPDATE_PARAMETERS:,} weights: the size of each update is not "
+                "measured (spikes are judged from the loss and the probe)"
+            )
+        elif variables:
+            self._sizes = _UpdateSizes(variables)
+        step = _step_of(self.model)
+        self._measure(step)
+        self._next_probe = step + self._every
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start_step = _step_of(self.model)
+        self._last_running = (0, 0.0)  # (batches into the epoch, running mean)
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = _step_of(self.model)
+        logs = logs or {}
+        if "loss" in logs:
+            running = float(logs["loss"])
+            done = step - self._epoch_start_step
+            before, mean_before = self._last_running
+            if not math.isfinite(running) and self.stop_on_nan:
+                self.model.stop_training = True
+            if done > before:
+                # Keras logs the mean since the epoch began: the steps since the
+                # last call have mean (done * m_done - before * m_before) / new.
+                if before and math.isfinite(mean_before):
+                    loss = (done * running - before * mean_before) / (done - before)
+                else:
+                    loss = running
+                steps = done - before
+                update, change, norm = self._sizes(steps) if self._sizes else (math.nan,) * 3
+                self._rows["steps"].append(
+                    {
+                        "step": step,
+                        "steps": steps,
+                        "loss": loss,
+                        "running": running,
+                        "update": update,
+                        "update_change": change,
+                        "weight_norm": norm,
+                    }
+                )
+                self._last_running = (done, running)
+        if step >= self._next_probe:
+            self._measure(step)
+            self._next_probe = step + self._every
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._epoch_rows.append(
+            {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+        )
+
+    def on_train_end(self, logs=None):
+        if not self._rows["probes"] or self._rows["probes"][-1]["step"] != _step_of(self.model):
+            self._measure(_step_of(self.model))
+        self._write_record()
+        self.diagnosis = diagnose(self.record)
+
+    # -------------------------------------------------------------- measure
+    def _measure(self, step: int) -> None:
+        # The first measurements run eagerly (all of them in a short run): a
+        # run that stops early (a NaN) never pays for tracing the probe step.
+        result = self._probe.measure(traced=len(self._rows["probes"]) >= self._trace_after)
+        squares = dict(
+            zip(map(id, self.model.trainable_variables), result["squares"], strict=False)
+        )
+        total = math.sqrt(float(np.sum(result["squares"])))
+        self._rows["probes"].append(
+            {"step": step, "loss": float(result["loss"]), "grad_norm": total}
+        )
+        row = {"step": step}
+        for layer in self._probe.weight_layers:
+            parts = [squares[id(v)] for v in weight_variables(layer) if id(v) in squares]
+            row[layer.name] = math.sqrt(sum(parts)) if parts else math.nan
+        self._rows["layer_gradients"].append(row)
+        names = self._probe.backprop_layers
+        self._rows["backprop"].append(
+            {"step": step, **dict(zip(names, map(float, result["backprop"]), strict=True))}
+        )
+        measured = [w for w in self._probe.watched if w[2]]
+        for (name, _, act), (first, second) in zip(measured, result["stats"], strict=True):
+            values = (
+                {"saturated": float(first)}
+                if act in ("sigmoid", "tanh")
+                else {
+                    "dead": float(first),
+                    "inactive": float(second),
+                }
+            )
+            self._activation_rows.append({"step": step, "layer": name, "activation": act, **values})
+
+    def _write_record(self) -> None:
+        columns = ["step", "steps", "loss", "running", "update", "update_change", "weight_norm"]
+        self.record.steps = pd.DataFrame(self._rows["steps"], columns=columns).set_index("step")
+        self.record.probes = pd.DataFrame(
+            self._rows["probes"], columns=["step", "loss", "grad_norm"]
+        ).set_index("step")
+        for name in ("layer_gradients", "backprop"):
+            setattr(self.record, name, pd.DataFrame(self._rows[name]).set_index("step"))
+        self.record.activations = pd.DataFrame(self._activation_rows)
+        epochs = pd.DataFrame(self._epoch_rows)
+        self.record.epochs = epochs.set_index("epoch") if len(epochs) else epochs
+
+    # ------------------------------------------------------------- results
+    @property
+    def findings(self) -> list[Finding]:
+        """The symptoms named, with their evidence."""
+        return self.diagnosis.findings
+
+    @property
+    def symptoms(self) -> list[str]:
+        """The symptoms named, in the order of `SYMPTOMS` (empty: none)."""
+        return [finding.symptom for finding in self.findings]
+
+    @property
+    def notes(self) -> list[str]:
+        """What could not be measured on this model, and why."""
+        return self.record.notes
+
+    steps = property(lambda self: self.record.steps, doc="`Record.steps`")
+    probes = property(lambda self: self.record.probes, doc="`Record.probes`")
+    layer_gradients = property(
+        lambda self: self.record.layer_gradients, doc="`Record.layer_gradients`"
+    )
+    backprop = property(lambda self: self.record.backprop, doc="`Record.backprop`")
+    activations = property(lambda self: self.record.activations, doc="`Record.activations`")
+    epochs = property(lambda self: self.record.epochs, doc="`Record.epochs`")
+
+    def report(self) -> None:
+        """Print the verdict: each symptom with its evidence and the course's
+        fixes, then what was not judged and what could not be measured."""
+        print(self.report_text())
+
+    def report_text(self) -> str:
+        """The text `report` prints."""
+        return report_text(self.record, self.diagnosis)
+
+    def plot(self, title: str | None = None) -> plt.Figure:
+        """The evidence over the run (`helpers.monitor.report.plot_record`)."""
+        return plot_record(self.record, self.diagnosis, title)

@@ -1,0 +1,465 @@
+"""The symptoms a `TrainingMonitor` names: each one a small rule on a
+`Record`, with its threshold here and nowhere else, and the fixes the course
+teaches for it.
+
+A rule either names its symptom (a `Finding` with the evidence), finds it
+absent, or could not run (`NotJudged`, with the reason: a model it cannot
+measure, no validation data ...). A run is called healthy only when every
+rule ran; `diagnose` collects both.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from helpers.monitor.record import Record
+
+#: The fixed vocabulary of `TrainingMonitor.symptoms`, in the order reported.
+SYMPTOMS = (
+    "loss_diverged",
+    "exploding_gradients",
+    "vanishing_gradients",
+    "saturated_units",
+    "dead_units",
+    "loss_spikes",
+    "updates_too_small",
+    "stalled",
+    "overfitting",
+)
+
+#: Vanishing gradients: the gradient reaching the first hidden weight
+#: layer's output (RMS of dL/da) is below this fraction of the one reaching
+#: the last hidden weight layer's output, at the median of the probe
+#: measurements (two orders of magnitude: a healthy deep net stays within one).
+VANISHING_RATIO = 1e-2
+
+#: Exploding gradients: that first / last ratio above this (two orders of
+#: magnitude), at the median of the measurements or at initialization.
+EXPLODING_RATIO = 1e2
+
+#: A hidden sigmoid or tanh layer is saturated when at least this share of
+#: its values (units x probe examples) have a slope below
+#: `helpers.diagnostics.SATURATION_SLOPE`. Output layers are not judged: a
+#: confident classifier's sigmoid output is meant to be flat.
+SATURATED_SHARE = 0.5
+
+#: A hidden ReLU layer is dead when at least this share of its units (a
+#: convolution's channels) are never active on the probe batch, at the last
+#: measurement.
+DEAD_SHARE = 0.5
+
+#: The loss diverged: it became inf or NaN, or the probe loss rose above this
+#: many times its value before training.
+DIVERGED_FACTOR = 3.0
+
+#: A spike: the loss of the steps since the previous log, the size of their
+#: update to the weights, or the change of that update from the previous
+#: log's, above this many times the median of the values before it (over
+#: `SPIKE_WINDOW` of them, once `SPIKE_WARMUP` are known; before the loss
+#: becomes inf or NaN, if it does). Only full logs (of `steps_per_execution`
+#: steps) are compared. The change of the update is what a jump of the
+#: gradient does to the weights when momentum smooths the update itself: for
+#: SGD with momentum it is about the learning rate times the new gradient.
+SPIKE_FACTOR = 10.0
+#: The same for the probe's gradient norm, sampled and noisier: two orders
+#: of magnitude.
+GRADIENT_SPIKE_FACTOR = 100.0
+SPIKE_WINDOW = 50
+SPIKE_WARMUP = 5
+
+#: Updates too small (a learning rate too low): the median over the run of
+#: the size of an update per step relative to the size of the weights is
+#: below this. Healthy runs of the course move their weights by about 1e-3 to
+#: 1e-2 of their norm per step (the rule of thumb is 1e-3); this is two orders
+#: of magnitude below the rule of thumb.
+UPDATE_RATIO_LOW = 1e-5
+
+#: Stalled: the training loss at the end (the median of the last
+#: `STALL_REFERENCE` of the logs) is at least this share of its value early
+#: in the run (the lower of the first log's and the median of the first
+#: `STALL_REFERENCE` of the logs, which lets a run first learn the class
+#: frequencies): the run learned less than 10 % after that. The logged loss
+#: is the one being trained (regularization included, in training mode, so
+#: BatchNorm's statistics are those of the batch).
+STALLED_FRACTION = 0.9
+STALL_REFERENCE = 0.1
+#: Logs (or probe measurements) needed to judge a trend.
+MIN_POINTS = 3
+
+#: Overfitting: the validation loss ended at least this much above its
+#: minimum (relative), while the training loss fell at least this much
+#: (relative) after the epoch of that minimum: the model kept fitting the
+#: training set while it got worse on new data.
+OVERFIT_RISE = 0.2
+OVERFIT_TRAIN_FALL = 0.2
+
+#: The fixes the course teaches for each symptom, with the notebook.
+FIXES = {
+    "vanishing_gradients": [
+        "an initializer scaled to the layer and a non-saturating activation: "
+        'kernel_initializer="he_normal" with ReLU, "lecun_normal" with SELU (notebook 01)',
+        "keras.layers.BatchNormalization in every hidden block (notebook 02)",
+    ],
+    "exploding_gradients": [
+        "an initializer scaled to the layer (Glorot, He, LeCun) instead of a fixed "
+        "standard deviation (notebook 01)",
+        "gradient clipping in the optimizer, SGD(..., global_clipnorm=t), t read from "
+        "the gradient norms of the normal steps (notebook 03)",
+    ],
+    "saturated_units": [
+        "a non-saturating activation (ReLU, ELU, SELU, GELU) with its matched "
+        "initializer (notebook 01)",
+        "keras.layers.BatchNormalization before the activation (notebook 02)",
+    ],
+    "dead_units": [
+        "a lower learning rate, or warmup before the peak rate (notebook 06)",
+        'an activation that cannot die: "leaky_relu", "elu", "selu" (notebook 01)',
+        "He initialization and zero biases (notebook 01)",
+    ],
+    "loss_diverged": [
+        "a lower learning rate: run the learning-rate range test (notebook 06)",
+        "warmup then decay (notebook 06); gradient clipping (notebook 03)",
+        "check the initialization: a loss far above -log(1/classes) at step 0 is "
+        "an exploding signal (notebook 01)",
+        "check the data for NaN or inf: np.isfinite(x).all()",
+    ],
+    "loss_spikes": [
+        "gradient clipping: keras.optimizers.SGD(..., global_clipnorm=t), t read from "
+        "the gradient norms of the normal steps (notebook 03)",
+        "a lower or decaying learning rate (notebook 06); a gated cell (GRU, LSTM) "
+        "for a recurrent net (notebook 03)",
+    ],
+    "updates_too_small": [
+        "a higher learning rate: the learning-rate range test (notebook 06)",
+        "an adaptive optimizer such as Adam, which scales each step to the gradient (notebook 05)",
+    ],
+    "stalled": [
+        "look at the per-layer gradients (this report): vanishing or saturated -> "
+        "notebooks 01 and 02",
+        "a learning rate that is too low or too high: the range test (notebook 06); "
+        "a faster optimizer such as Adam (notebook 05)",
+        "check the loss at step 0 against -log(1/classes), that the labels match the "
+        "inputs, and that the model can overfit one batch",
+    ],
+    "overfitting": [
+        "keras.callbacks.EarlyStopping(monitor='val_loss', restore_best_weights=True)",
+        "regularization: kernel_regularizer=keras.regularizers.l2(...), "
+        "keras.layers.Dropout(...); more data or data augmentation",
+    ],
+}
+
+
+@dataclass
+class Finding:
+    """One symptom named by the monitor, with its evidence."""
+
+    symptom: str
+    evidence: list[str] = field(default_factory=list)
+
+
+@dataclass
+class NotJudged:
+    """A rule that could not run on this record, and why."""
+
+    rule: str
+    reason: str
+
+
+@dataclass
+class Diagnosis:
+    """What `diagnose` found: the findings in the order of `SYMPTOMS`, and
+    the rules that could not run."""
+
+    findings: list[Finding]
+    not_judged: list[NotJudged]
+
+    @property
+    def healthy(self) -> bool:
+        """No symptom named and every rule ran."""
+        return not self.findings and not self.not_judged
+
+
+Result = Finding | NotJudged | None
+
+
+def _finite_until(record: Record) -> float:
+    """The first step whose loss is inf or NaN (inf when none)."""
+    steps, probes = record.steps, record.probes
+    bad = [*steps.index[~np.isfinite(steps["running"])]] if len(steps) else []
+    bad += [*probes.index[~np.isfinite(probes["loss"])]] if len(probes) else []
+    return min(bad, default=math.inf)
+
+
+def _full_logs(steps: pd.DataFrame) -> pd.DataFrame:
+    """The logs of a full execution (`steps_per_execution` steps): the short
+    log at the end of an epoch averages fewer steps and is noisier."""
+    return steps[steps["steps"] == steps["steps"].max()] if len(steps) else steps
+
+
+def loss_diverged(record: Record) -> Result:
+    probes = record.probes
+    if not len(probes) and not len(record.steps):
+        return NotJudged("loss_diverged", "nothing was recorded")
+    diverged_at = _finite_until(record)
+    if math.isfinite(diverged_at):
+        return Finding("loss_diverged", [f"the loss became inf or NaN at step {diverged_at}"])
+    start = probes["loss"].iloc[0] if len(probes) else math.nan
+    if math.isfinite(start) and start > 0:
+        peak = probes["loss"].max()
+        if peak > DIVERGED_FACTOR * start:
+            return Finding(
+                "loss_diverged",
+                [
+                    f"the probe loss rose to {peak:.3g} at step {probes['loss'].idxmax()}, "
+                    f"{peak / start:.1f}x its {start:.3g} before training"
+                ],
+            )
+    return None
+
+
+def _gradient_ratio(record: Record) -> tuple[pd.Series, str, str] | NotJudged:
+    """The first / last hidden weight layer ratio of dL/da per measurement."""
+    backprop = record.backprop
+    if backprop.shape[1] < 2:
+        return NotJudged(
+            "vanishing_gradients, exploding_gradients",
+            "fewer than two hidden weight layers are watched: no first / last gradient ratio",
+        )
+    first, last = backprop.columns[0], backprop.columns[-1]
+    ratio = (backprop[first] / backprop[last]).replace([np.inf, -np.inf], np.nan)
+    ratio = ratio[ratio.index < _finite_until(record)]
+    finite = ratio[np.isfinite(ratio) & (ratio > 0)]
+    if not len(finite):
+        return NotJudged(
+            "vanishing_gradients, exploding_gradients",
+            f"the gradient reaching layers {first!r} and {last!r} could not be measured "
+            "(no finite value)",
+        )
+    return finite, first, last
+
+
+def exploding_gradients(record: Record) -> Result:
+    measured = _gradient_ratio(record)
+    if isinstance(measured, NotJudged):
+        return measured
+    finite, first, last = measured
+    median, initial = float(finite.median()), float(finite.iloc[0])
+    if median > EXPLODING_RATIO or initial > EXPLODING_RATIO:
+        when = "at initialization" if initial > EXPLODING_RATIO else "median"
+        return Finding(
+            "exploding_gradients",
+            [
+                f"the gradient reaching {first!r} is {max(median, initial):.1e} times the one "
+                f"reaching {last!r} (dL/da, {when})"
+            ],
+        )
+    return None
+
+
+def vanishing_gradients(record: Record) -> Result:
+    measured = _gradient_ratio(record)
+    if isinstance(measured, NotJudged):
+        return None  # said once, by exploding_gradients
+    finite, first, last = measured
+    median, initial = float(finite.median()), float(finite.iloc[0])
+    if median < VANISHING_RATIO and initial <= EXPLODING_RATIO:
+        return Finding(
+            "vanishing_gradients",
+            [
+                f"the gradient reaching {first!r} is {median:.1e} times the one reaching "
+                f"{last!r} (dL/da, median over {len(finite)} measurements)"
+            ],
+        )
+    return None
+
+
+def _final_activations(record: Record) -> pd.DataFrame:
+    """The activation statistics of the last measurement before any NaN."""
+    acts = record.activations
+    if not len(acts):
+        return acts
+    acts = acts[acts["step"] < _finite_until(record)]
+    return acts[acts["step"] == acts["step"].max()] if len(acts) else acts
+
+
+def saturated_units(record: Record) -> Result:
+    final = _final_activations(record)
+    if "saturated" not in final:
+        return None
+    measured = final.dropna(subset=["saturated"])
+    saturated = measured[measured["saturated"] >= SATURATED_SHARE]
+    if not len(saturated):
+        return None
+    step = int(final["step"].iloc[0])
+    return Finding(
+        "saturated_units",
+        [
+            f"{len(saturated)} of {len(measured)} hidden sigmoid/tanh layers have at least "
+            f"{SATURATED_SHARE:.0%} of their values saturated at step {step} (worst: "
+            f"{saturated['layer'].iloc[0]!r}, {saturated['saturated'].max():.0%})"
+        ],
+    )
+
+
+def dead_units(record: Record) -> Result:
+    final = _final_activations(record)
+    if "dead" not in final:
+        return None
+    measured = final.dropna(subset=["dead"])
+    dead = measured[measured["dead"] >= DEAD_SHARE]
+    if not len(dead):
+        return None
+    worst = dead.loc[dead["dead"].idxmax()]
+    return Finding(
+        "dead_units",
+        [
+            f"{len(dead)} of {len(measured)} hidden ReLU layers have at least {DEAD_SHARE:.0%} "
+            f"of their units never active on the probe at step {int(worst['step'])} "
+            f"(worst: {worst['layer']!r}, {worst['dead']:.0%} dead)"
+        ],
+    )
+
+
+def find_spikes(record: Record) -> list[tuple[str, int, float]]:
+    """Every spike: (signal, step, its multiple of the median before it)."""
+    typical, probes = _full_logs(record.steps), record.probes
+    finite_until = _finite_until(record)
+    signals = []
+    if len(typical):
+        signals += [
+            ("loss", typical["loss"], SPIKE_FACTOR),
+            ("update", typical["update"], SPIKE_FACTOR),
+            ("change of the update", typical["update_change"], SPIKE_FACTOR),
+        ]
+    if len(probes):
+        signals.append(("probe gradient norm", probes["grad_norm"], GRADIENT_SPIKE_FACTOR))
+    spikes = []
+    for label, series, factor in signals:
+        kept = series[series.index < finite_until]
+        values, index = kept.to_numpy(dtype="float64"), kept.index
+        for i in range(SPIKE_WARMUP, len(values)):
+            window = values[max(0, i - SPIKE_WINDOW) : i]
+            window = window[np.isfinite(window)]
+            reference = np.median(window) if len(window) else np.nan
+            if reference > 0 and values[i] > factor * reference:
+                spikes.append((label, int(index[i]), float(values[i] / reference)))
+    return spikes
+
+
+def loss_spikes(record: Record) -> Result:
+    if len(_full_logs(record.steps)) <= SPIKE_WARMUP and len(record.probes) <= SPIKE_WARMUP:
+        return NotJudged("loss_spikes", f"at most {SPIKE_WARMUP} logs: too few to compare")
+    spikes = find_spikes(record)
+    if not spikes:
+        return None
+    largest = max(spikes, key=lambda s: s[2])
+    signals = ", ".join(sorted({s[0] for s in spikes}))
+    return Finding(
+        "loss_spikes",
+        [
+            f"{len(spikes)} spike(s) ({signals}) far above the median of the steps before; "
+            f"the largest: the {largest[0]} at step {largest[1]}, {largest[2]:.3g}x its median"
+        ],
+    )
+
+
+def updates_too_small(record: Record) -> Result:
+    steps = _full_logs(record.steps)
+    if "weight_norm" not in steps or not steps["update"].notna().any():
+        return NotJudged("updates_too_small", "the size of the updates was not measured")
+    steps = steps[steps.index < _finite_until(record)]
+    ratio = (steps["update"] / steps["weight_norm"]).replace([np.inf, -np.inf], np.nan).dropna()
+    if len(ratio) < MIN_POINTS:
+        return NotJudged("updates_too_small", f"fewer than {MIN_POINTS} logs")
+    median = float(ratio.median())
+    if median < UPDATE_RATIO_LOW:
+        return Finding(
+            "updates_too_small",
+            [
+                f"each step changes the weights by {median:.1e} of their norm (median over "
+                f"{len(ratio)} logs; healthy runs: about 1e-3)"
+            ],
+        )
+    return None
+
+
+def stalled(record: Record) -> Result:
+    if math.isfinite(_finite_until(record)):
+        return None  # the run diverged: that is the symptom
+    logs = _full_logs(record.steps)["loss"] if len(record.steps) else pd.Series(dtype=float)
+    source = "training loss (logged)"
+    if len(logs.dropna()) < MIN_POINTS:
+        logs, source = record.probes["loss"] if len(record.probes) else logs, "probe loss"
+    logs = logs.dropna()
+    if len(logs) < MIN_POINTS:
+        return NotJudged("stalled", f"fewer than {MIN_POINTS} logs of the loss")
+    n = max(1, round(STALL_REFERENCE * len(logs)))
+    early, end = float(logs.iloc[:n].median()), float(logs.iloc[-n:].median())
+    reference = min(float(logs.iloc[0]), early)
+    if reference > 0 and end >= STALLED_FRACTION * reference:
+        return Finding(
+            "stalled",
+            [
+                f"the {source} went from {logs.iloc[0]:.3g} at step {logs.index[0]} to "
+                f"{end:.3g} at the end ({end / reference:.0%} of {reference:.3g}, "
+                f"medians of {n} log(s))"
+            ],
+        )
+    return None
+
+
+def overfitting(record: Record) -> Result:
+    epochs = record.epochs
+    if "val_loss" not in epochs or epochs["val_loss"].notna().sum() < MIN_POINTS:
+        return NotJudged(
+            "overfitting", f"no validation loss at {MIN_POINTS} epochs or more (validation_data)"
+        )
+    validated = epochs.dropna(subset=["val_loss"])
+    best = validated["val_loss"].idxmin()
+    lowest, end = float(validated["val_loss"].min()), float(validated["val_loss"].iloc[-1])
+    train_best, train_end = float(epochs.loc[best, "loss"]), float(epochs["loss"].iloc[-1])
+    rose = end >= (1 + OVERFIT_RISE) * lowest
+    kept_fitting = train_end <= (1 - OVERFIT_TRAIN_FALL) * train_best
+    if rose and kept_fitting:
+        return Finding(
+            "overfitting",
+            [
+                f"the validation loss rose from {lowest:.3g} at epoch {best} to {end:.3g} at "
+                f"epoch {validated.index[-1]} ({end / lowest - 1:+.0%}) while the training "
+                f"loss fell from {train_best:.3g} to {train_end:.3g}"
+            ],
+        )
+    return None
+
+
+#: Every rule, in the order of `SYMPTOMS`.
+RULES: tuple[Callable[[Record], Result], ...] = (
+    loss_diverged,
+    exploding_gradients,
+    vanishing_gradients,
+    saturated_units,
+    dead_units,
+    loss_spikes,
+    updates_too_small,
+    stalled,
+    overfitting,
+)
+
+
+def diagnose(record: Record) -> Diagnosis:
+    """Apply every rule to `record`."""
+    results = [rule(record) for rule in RULES]
+    findings = [r for r in results if isinstance(r, Finding)]
+    # A vanishing or saturated net also moves its weights little: the cause is named.
+    if {"vanishing_gradients", "saturated_units"} & {f.symptom for f in findings}:
+        findings = [f for f in findings if f.symptom != "updates_too_small"]
+    order = {name: i for i, name in enumerate(SYMPTOMS)}
+    return Diagnosis(
+        sorted(findings, key=lambda f: order[f.symptom]),
+        [r for r in results if isinstance(r, NotJudged)],
+    )

@@ -1,0 +1,143 @@
+"""The monitor's rules on hand-made records: each threshold acts as
+documented, a rule that cannot run says so, and a record survives a save
+and a load."""
+
+import numpy as np
+import pandas as pd
+
+from helpers.monitor import Record, diagnose, rules
+
+LEARNING = list(np.linspace(2.3, 0.5, 11))
+
+
+def make_record(
+    probe_losses=LEARNING,
+    backprop=(1.0, 1.0),
+    step_losses=None,
+    activations=(),
+    changes=None,
+    updates=0.01,
+    val_losses=None,
+):
+    """A record with one probe every 10 steps and a log every step (weights
+    of norm 1, so `updates` is the update-to-weight ratio)."""
+    losses = np.linspace(2.0, 1.0, 100) if step_losses is None else np.asarray(step_losses)
+    steps = pd.DataFrame(
+        {
+            "step": np.arange(1, len(losses) + 1),
+            "steps": 1,
+            "loss": losses,
+            "running": losses,
+            "update": updates,
+            "update_change": np.nan if changes is None else changes,
+            "weight_norm": 1.0,
+        }
+    ).set_index("step")
+    probe_steps = 10 * np.arange(len(probe_losses))
+    probes = pd.DataFrame({"step": probe_steps, "loss": probe_losses, "grad_norm": 1.0}).set_index(
+        "step"
+    )
+    first, last = backprop
+    record = Record(
+        steps=steps,
+        probes=probes,
+        backprop=pd.DataFrame({"step": probe_steps, "first": first, "last": last}).set_index(
+            "step"
+        ),
+        activations=pd.DataFrame([{"step": 0, **row} for row in activations]),
+        probe_size=2,
+    )
+    if val_losses is not None:
+        n = len(val_losses)
+        record.epochs = pd.DataFrame(
+            {"epoch": range(1, n + 1), "loss": np.linspace(1.0, 0.01, n), "val_loss": val_losses}
+        ).set_index("epoch")
+    return record
+
+
+def named(**kwargs):
+    return [f.symptom for f in diagnose(make_record(**kwargs)).findings]
+
+
+def test_a_learning_run_with_every_rule_run_is_healthy():
+    diagnosis = diagnose(make_record(val_losses=[1.0, 0.8, 0.7, 0.65]))
+    assert diagnosis.findings == [] and diagnosis.not_judged == [] and diagnosis.healthy
+
+
+def test_gradient_ratio_thresholds():
+    assert named(backprop=(rules.VANISHING_RATIO / 2, 1.0)) == ["vanishing_gradients"]
+    assert named(backprop=(rules.VANISHING_RATIO * 2, 1.0)) == []
+    assert named(backprop=(rules.EXPLODING_RATIO * 2, 1.0)) == ["exploding_gradients"]
+
+
+def test_a_gradient_that_could_not_be_measured_is_not_judged_not_healthy():
+    diagnosis = diagnose(make_record(backprop=(np.nan, np.nan), val_losses=[1.0, 0.9, 0.8]))
+    assert diagnosis.findings == [] and not diagnosis.healthy
+    assert [n.rule for n in diagnosis.not_judged] == ["vanishing_gradients, exploding_gradients"]
+
+
+def test_stalled_is_judged_from_the_logged_loss():
+    assert named(step_losses=[2.3] * 100) == ["stalled"]
+    # A probe loss that does not move (say, BatchNorm in inference mode with
+    # unconverged statistics) does not make a run stalled whose training loss falls.
+    assert named(probe_losses=[2.3] * 11) == []
+    barely = np.linspace(2.3, 2.3 * (rules.STALLED_FRACTION + 0.02), 100)
+    assert named(step_losses=barely) == ["stalled"]
+
+
+def test_divergence_and_spikes():
+    assert named(probe_losses=LEARNING[:1] + [float("nan")] * 10) == ["loss_diverged"]
+    spiky = np.linspace(2.0, 1.0, 100)
+    spiky[60] = 2.2 * rules.SPIKE_FACTOR  # the median of the 50 before: about 1.65
+    assert named(step_losses=spiky) == ["loss_spikes"]
+    spiky[60] = 1.1 * rules.SPIKE_FACTOR
+    assert named(step_losses=spiky) == []
+    # A jump of the gradient that momentum smooths out of the update itself
+    # still shows in the change of the update from one log to the next.
+    jumpy = np.full(100, 0.01)
+    jumpy[60] = 0.01 * 1.2 * rules.SPIKE_FACTOR
+    assert named(changes=jumpy) == ["loss_spikes"]
+    jumpy[60] = 0.01 * 0.8 * rules.SPIKE_FACTOR
+    assert named(changes=jumpy) == []
+
+
+def test_dead_and_saturated_units():
+    dead = [{"layer": "d", "activation": "relu", "dead": rules.DEAD_SHARE, "inactive": 0.9}]
+    assert named(activations=dead) == ["dead_units"]
+    dead[0]["dead"] = rules.DEAD_SHARE / 2
+    assert named(activations=dead) == []
+    saturated = [{"layer": "s", "activation": "sigmoid", "saturated": 0.9}]
+    assert named(activations=saturated) == ["saturated_units"]
+
+
+def test_updates_too_small():
+    assert named(updates=rules.UPDATE_RATIO_LOW / 2) == ["updates_too_small"]
+    assert named(updates=rules.UPDATE_RATIO_LOW * 2) == []
+    # With vanishing gradients the cause is named, not its consequence.
+    both = named(updates=rules.UPDATE_RATIO_LOW / 2, backprop=(1e-4, 1.0))
+    assert both == ["vanishing_gradients"]
+
+
+def test_overfitting_needs_a_rising_validation_loss_and_a_falling_training_loss():
+    rising = [1.0, 0.6, 0.5, 0.55, 0.5 * (1 + rules.OVERFIT_RISE) + 0.01]
+    assert named(val_losses=rising) == ["overfitting"]
+    rising[-1] = 0.5 * (1 + rules.OVERFIT_RISE) - 0.01
+    assert named(val_losses=rising) == []
+    diagnosis = diagnose(make_record())  # no validation data
+    assert [n.rule for n in diagnosis.not_judged] == ["overfitting"]
+
+
+def test_a_record_survives_save_and_load(tmp_path):
+    record = make_record(
+        activations=[{"layer": "d", "activation": "relu", "dead": 0.6, "inactive": 0.9}],
+        val_losses=[1.0, 0.6, 0.5, 0.7],
+    )
+    record.notes.append("a note")
+    record.save(tmp_path / "run.json")
+    loaded = Record.load(tmp_path / "run.json")
+    for name in ("steps", "probes", "backprop", "activations", "epochs"):
+        pd.testing.assert_frame_equal(
+            getattr(loaded, name), getattr(record, name), check_dtype=False
+        )
+    assert loaded.notes == ["a note"] and loaded.probe_size == 2
+    assert diagnose(loaded) == diagnose(record)
