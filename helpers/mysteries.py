@@ -125,7 +125,8 @@ class Run:
 
     def fit(self, callbacks: Iterable[keras.callbacks.Callback] = ()) -> pd.DataFrame:
         """Train silently (the data reshuffled every epoch by the run's seed);
-        returns the history (training loss per epoch, indexed 1..n), also kept
+        returns the history (training and validation loss per epoch, indexed
+        1..n), also kept
         in `history`."""
         with without_remapper():  # no error lines from run E's ReLU RNN
             self.history = fit_quietly(
@@ -136,6 +137,7 @@ class Run:
                 self.batch_size,
                 seed=self.seed,
                 callbacks=callbacks,
+                validation_data=(self.x_valid, self.y_valid),  # for the monitor's overfitting rule
             )
         return self.history
 

@@ -92,10 +92,13 @@ STALL_REFERENCE = 0.1
 MIN_POINTS = 3
 
 #: Overfitting: the validation loss ended at least this much above its
-#: minimum (relative), while the training loss fell at least this much
-#: (relative) after the epoch of that minimum: the model kept fitting the
-#: training set while it got worse on new data.
-OVERFIT_RISE = 0.2
+#: minimum (relative: half as high again), while the training loss fell at
+#: least `OVERFIT_TRAIN_FALL` (relative) after the epoch of that minimum: the
+#: model kept fitting the training set while it got clearly worse on new
+#: data. A rise of a fifth is common on a few hundred validation examples
+#: once a few errors become confident (notebook 07's fixed run D: +20 % at
+#: 92 % validation accuracy), so the rule asks for more.
+OVERFIT_RISE = 0.5
 OVERFIT_TRAIN_FALL = 0.2
 
 #: The fixes the course teaches for each symptom, with the notebook.
@@ -369,6 +372,8 @@ def loss_spikes(record: Record) -> Result:
 
 
 def updates_too_small(record: Record) -> Result:
+    if math.isfinite(_finite_until(record)):
+        return None  # the run diverged: that is the symptom
     steps = _full_logs(record.steps)
     if "weight_norm" not in steps or not steps["update"].notna().any():
         return NotJudged("updates_too_small", "the size of the updates was not measured")
