@@ -253,6 +253,7 @@ def test_a_model_with_one_weight_layer_is_never_called_healthy():
 
 
 def test_a_net_that_memorizes_a_small_set_is_named_overfitting():
+    keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(300, 20)).astype("float32"), rng.integers(0, 2, 300)
     # Labels with a weak pattern and much noise: 40 examples are memorized.

@@ -60,7 +60,7 @@ def named(**kwargs):
 
 
 def test_a_learning_run_with_every_rule_run_is_healthy():
-    diagnosis = diagnose(make_record(val_losses=[1.0, 0.8, 0.7, 0.65]))
+    diagnosis = diagnose(make_record(val_losses=[1.0, 0.8, 0.7, 0.65, 0.6]))
     assert diagnosis.findings == [] and diagnosis.not_judged == [] and diagnosis.healthy
 
 
@@ -71,7 +71,7 @@ def test_gradient_ratio_thresholds():
 
 
 def test_a_gradient_that_could_not_be_measured_is_not_judged_not_healthy():
-    diagnosis = diagnose(make_record(backprop=(np.nan, np.nan), val_losses=[1.0, 0.9, 0.8]))
+    diagnosis = diagnose(make_record(backprop=(np.nan, np.nan), val_losses=[1.0, 0.9, 0.8, 0.7]))
     assert diagnosis.findings == [] and not diagnosis.healthy
     assert [n.rule for n in diagnosis.not_judged] == ["vanishing_gradients, exploding_gradients"]
 
@@ -118,11 +118,16 @@ def test_updates_too_small():
     assert both == ["vanishing_gradients"]
 
 
-def test_overfitting_needs_a_rising_validation_loss_and_a_falling_training_loss():
-    rising = [1.0, 0.6, 0.5, 0.55, 0.5 * (1 + rules.OVERFIT_RISE) + 0.01]
+def test_overfitting_needs_a_lasting_rise_of_the_validation_loss():
+    threshold = 0.5 * (1 + rules.OVERFIT_RISE)  # the minimum is 0.5
+    rising = [1.0, 0.6, 0.5] + [threshold + 0.01] * rules.OVERFIT_PATIENCE
     assert named(val_losses=rising) == ["overfitting"]
-    rising[-1] = 0.5 * (1 + rules.OVERFIT_RISE) - 0.01
+    rising[-1] = threshold - 0.01  # the last epoch back below: not lasting
     assert named(val_losses=rising) == []
+    gradual = [1.0, 0.6, 0.5, 0.55, 0.65] + [threshold + 0.01] * rules.OVERFIT_PATIENCE
+    assert named(val_losses=gradual) == ["overfitting"]
+    one_bad_epoch = [1.0, 0.8, 0.6, 0.55, 0.5, 2.0]  # a short run's last step went wrong
+    assert named(val_losses=one_bad_epoch) == []
     diagnosis = diagnose(make_record())  # no validation data
     assert [n.rule for n in diagnosis.not_judged] == ["overfitting"]
 
@@ -130,7 +135,7 @@ def test_overfitting_needs_a_rising_validation_loss_and_a_falling_training_loss(
 def test_a_record_survives_save_and_load(tmp_path):
     record = make_record(
         activations=[{"layer": "d", "activation": "relu", "dead": 0.6, "inactive": 0.9}],
-        val_losses=[1.0, 0.6, 0.5, 0.7],
+        val_losses=[1.0, 0.6, 0.5, 0.8, 0.8, 0.9],
     )
     record.notes.append("a note")
     record.save(tmp_path / "run.json")

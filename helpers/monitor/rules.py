@@ -91,14 +91,17 @@ STALL_REFERENCE = 0.1
 #: Logs (or probe measurements) needed to judge a trend.
 MIN_POINTS = 3
 
-#: Overfitting: the validation loss ended at least this much above its
-#: minimum (relative: half as high again), while the training loss fell at
-#: least `OVERFIT_TRAIN_FALL` (relative) after the epoch of that minimum: the
-#: model kept fitting the training set while it got clearly worse on new
-#: data. A rise of a fifth is common on a few hundred validation examples
-#: once a few errors become confident (notebook 07's fixed run D: +20 % at
-#: 92 % validation accuracy), so the rule asks for more.
-OVERFIT_RISE = 0.5
+#: Overfitting: the validation loss stayed at least `OVERFIT_RISE` above
+#: its minimum (relative: twice as high) at each of the last
+#: `OVERFIT_PATIENCE` validated epochs, while the training loss fell at least
+#: `OVERFIT_TRAIN_FALL` (relative) after the epoch of that minimum: the model
+#: kept fitting the training set while it got clearly and lastingly worse on
+#: new data. Smaller rises are common once a net that generalizes well
+#: becomes confident on its few errors (notebook 07's fixed runs: +50 % at 90 %
+#: validation accuracy), and one bad epoch is not overfitting (a short run at
+#: a high rate can double its validation loss in its last epoch).
+OVERFIT_RISE = 1.0
+OVERFIT_PATIENCE = 3
 OVERFIT_TRAIN_FALL = 0.2
 
 #: The fixes the course teaches for each symptom, with the notebook.
@@ -420,23 +423,26 @@ def stalled(record: Record) -> Result:
 
 def overfitting(record: Record) -> Result:
     epochs = record.epochs
-    if "val_loss" not in epochs or epochs["val_loss"].notna().sum() < MIN_POINTS:
+    needed = OVERFIT_PATIENCE + 1
+    if "val_loss" not in epochs or epochs["val_loss"].notna().sum() < needed:
         return NotJudged(
-            "overfitting", f"no validation loss at {MIN_POINTS} epochs or more (validation_data)"
+            "overfitting", f"no validation loss at {needed} epochs or more (validation_data)"
         )
     validated = epochs.dropna(subset=["val_loss"])
     best = validated["val_loss"].idxmin()
-    lowest, end = float(validated["val_loss"].min()), float(validated["val_loss"].iloc[-1])
+    lowest = float(validated["val_loss"].min())
+    last = validated["val_loss"].iloc[-OVERFIT_PATIENCE:]  # after the minimum when above it
+    lasting = bool((last >= (1 + OVERFIT_RISE) * lowest).all())
     train_best, train_end = float(epochs.loc[best, "loss"]), float(epochs["loss"].iloc[-1])
-    rose = end >= (1 + OVERFIT_RISE) * lowest
-    kept_fitting = train_end <= (1 - OVERFIT_TRAIN_FALL) * train_best
-    if rose and kept_fitting:
+    if lasting and train_end <= (1 - OVERFIT_TRAIN_FALL) * train_best:
+        end = float(last.iloc[-1])
         return Finding(
             "overfitting",
             [
                 f"the validation loss rose from {lowest:.3g} at epoch {best} to {end:.3g} at "
-                f"epoch {validated.index[-1]} ({end / lowest - 1:+.0%}) while the training "
-                f"loss fell from {train_best:.3g} to {train_end:.3g}"
+                f"epoch {last.index[-1]} ({end / lowest - 1:+.0%}; at least "
+                f"{OVERFIT_RISE:+.0%} at each of the last {len(last)} epochs) while the "
+                f"training loss fell from {train_best:.3g} to {train_end:.3g}"
             ],
         )
     return None
