@@ -170,8 +170,8 @@ class Probe:
     # -------------------------------------------------------------- measure
     def _predict(self, x):
         if self._probe_model is None:
-            return self.model(x, training=False), []
-        results = self._probe_model(x, training=False)
+            return self.model(x, training=True), []
+        results = self._probe_model(x, training=True)
         results = list(results) if isinstance(results, (list, tuple)) else [results]
         flat, hidden = results[: self._n_outputs], results[self._n_outputs :]
         if self._structure is None or not tf.nest.is_nested(self._structure):
@@ -188,7 +188,7 @@ class Probe:
                     loss += tf.add_n([tf.reduce_sum(v) for v in self.model.losses])
             else:
                 loss = self.model.compute_loss(
-                    x=x, y=y, y_pred=y_pred, sample_weight=self.sample_weight, training=False
+                    x=x, y=y, y_pred=y_pred, sample_weight=self.sample_weight, training=True
                 )
             loss = tf.cast(loss, tf.float32)
         watched_hidden = [h for h, w in zip(hidden, self.watched, strict=True) if w[1]]
@@ -227,10 +227,14 @@ class Probe:
         """One measurement (`traced`: through the traced function, a few
         milliseconds once traced; else eagerly, with nothing to trace).
 
-        The compiled loss of a model with several outputs updates the
-        per-output loss trackers that `fit` logs; they are put back as they
-        were, so the probe never shows in the logs."""
+        The probe runs in training mode, as the steps it watches do
+        (BatchNormalization normalizes with the probe batch's statistics,
+        dropout drops). What that changes is put back as it was: the moving
+        statistics, the random generators' state (so every measurement drops
+        the same units) and the per-output loss trackers that `fit` logs for a
+        model with several outputs. The probe never shows in the training."""
         trackers = [v for m in self.model.metrics for v in m.variables]
+        trackers += self.model.non_trainable_variables
         saved = [v.numpy() for v in trackers]
         distributed = tf.distribute.has_strategy()  # inside a strategy's scope
         step = self._traced if traced or distributed else self._step
