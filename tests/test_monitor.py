@@ -3,6 +3,8 @@ convolutional, recurrent or subclassed models and says what it cannot
 measure; it samples the probe as documented, recovers the loss of every step
 and stops a run that diverged. (The course's failures: tests/test_mysteries.py.)"""
 
+import math
+
 import keras
 import matplotlib
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import helpers
-from helpers.monitor import PROBE_SAMPLES, SYMPTOMS, TrainingMonitor
+from helpers.monitor import PROBE_SAMPLES, SYMPTOMS, TrainingMonitor, callback
 
 matplotlib.use("Agg")
 
@@ -79,7 +81,8 @@ def test_a_subclassed_model_gets_loss_and_gradient_norm_only(capsys):
     assert "could not be read" in capsys.readouterr().out
 
 
-def test_sampling_measures_about_probe_samples_times():
+def test_sampling_measures_about_probe_samples_times(monkeypatch):
+    monkeypatch.setattr(callback, "UPDATE_BUDGET", math.inf)  # every log's update
     x, y = small_data((5,))
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8, "relu")])
     model.add(keras.layers.Dense(3, "softmax"))
@@ -93,6 +96,16 @@ def test_sampling_measures_about_probe_samples_times():
     # The size of every update, and its change from the previous one (from the second).
     assert (monitor.steps["update"] > 0).all()
     assert monitor.steps["update_change"].iloc[1:].notna().all()
+
+
+def test_the_update_sizes_keep_to_their_time_budget(monkeypatch):
+    monkeypatch.setattr(callback, "UPDATE_BUDGET", 0.0)  # only the first log
+    x, y = small_data((5,))
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, "softmax")])
+    monitor = fit_watched(model, x, y, epochs=5)
+    assert monitor.steps["update"].notna().sum() == 1 and len(monitor.steps) == 20
+    # Skipped, not lost: the diagnosis runs on the logs it has.
+    assert "updates_too_small" not in monitor.symptoms
 
 
 def test_every_n_steps_is_checked():
