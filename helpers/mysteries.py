@@ -41,7 +41,12 @@ from helpers.data import Split, load_digits_split, make_adding_problem
 from helpers.models import build_mlp
 from helpers.monitor import SYMPTOMS, TrainingMonitor
 from helpers.seeding import seed_new_weights
-from helpers.training import evaluate, fit_quietly, without_remapper
+from helpers.training import (
+    evaluate,
+    fit_quietly,
+    without_remapper,
+    without_retracing_warnings,
+)
 
 #: The mysteries, in the notebook's order.
 MYSTERIES = ("A", "B", "C", "D", "E")
@@ -128,7 +133,8 @@ class Run:
         returns the history (training and validation loss per epoch, indexed
         1..n), also kept
         in `history`."""
-        with without_remapper():  # no error lines from run E's ReLU RNN
+        # No error lines from run E's ReLU RNN, no warning that a new model traces anew.
+        with without_remapper(), without_retracing_warnings():
             self.history = fit_quietly(
                 self.model,
                 self.x_train,

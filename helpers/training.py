@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -63,6 +64,27 @@ def without_remapper():
         yield
     finally:
         tf.config.optimizer.set_experimental_options({"remapping": options.get("remapping", True)})
+
+
+@contextlib.contextmanager
+def without_retracing_warnings():
+    """Silence TensorFlow's "N out of the last M calls to <function ...>
+    triggered tf.function retracing" warning inside the block.
+
+    TensorFlow counts traces per Python function across all its `tf.function`
+    objects: a notebook that compiles a new model for every run (and a new
+    monitor for each) traces Keras's training function and the monitor's
+    functions once per model, as it must, and after five in a row TensorFlow
+    warns of "excessive retracing". Nothing is traced more than once per model
+    here; the warning is only noise (on stdout, where nbval compares it).
+    """
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def build_training_state(model: keras.Model, x, y) -> None:

@@ -17,6 +17,7 @@ from helpers.monitor.probe import Probe, weight_variables
 from helpers.monitor.record import Record
 from helpers.monitor.report import plot_record, report_text
 from helpers.monitor.rules import Diagnosis, Finding, diagnose
+from helpers.training import without_retracing_warnings
 
 #: Probe measurements per run when `every_n_steps` is not given (plus one
 #: before the first step and one after the last).
@@ -84,8 +85,11 @@ class _UpdateSizes:
         if self.calls and self.spent > UPDATE_BUDGET * (start - self.started):
             return (math.nan,) * 3
         self.calls += 1
-        result = self._call(tf.constant(float(self.pending))).numpy()
-        self.pending, self.spent = 0, self.spent + time.perf_counter() - start
+        with without_retracing_warnings():  # a new function per monitor, traced once
+            result = self._call(tf.constant(float(self.pending))).numpy()
+        if self.calls > 1:  # the first call traces the function: a cost paid once
+            self.spent += time.perf_counter() - start
+        self.pending = 0
         size, change, norm = (float(v) for v in result)
         return size, change if self.calls >= 2 else math.nan, norm
 
@@ -214,9 +218,15 @@ class TrainingMonitor(keras.callbacks.Callback):
         self._last_running = (0, 0.0)  # (batches into the epoch, running mean)
 
     def on_train_batch_end(self, batch, logs=None):
-        # Keras passes the index of the epoch's last step run (steps_per_execution
-        # steps per call): no read of the optimizer's counter at every step.
-        step = self._epoch_start_step + batch + 1
+        # Keras passes the index of the epoch's last step run plus
+        # steps_per_execution - 1, also for the shorter last execution of an
+        # epoch: capped at the epoch's length when Keras knows it (no read of
+        # the optimizer's counter at every step), read from it when not.
+        per_epoch = self.params.get("steps")
+        if per_epoch:
+            step = self._epoch_start_step + min(batch + 1, per_epoch)
+        else:
+            step = _step_of(self.model)
         logs = logs or {}
         if "loss" in logs:
             running = float(logs["loss"])

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from helpers.diagnostics import SATURATION_SLOPE
+from helpers.training import without_retracing_warnings
 
 #: Activations whose units can saturate (slope from the output ``a``).
 SATURATING = {
@@ -156,8 +157,8 @@ class Probe:
         for act, names in unmeasured.items():
             which = f"layer {names[0]!r}" if len(names) == 1 else f"{len(names)} layers"
             self.notes.append(
-                f"{which} with activation {act!r}: it has no flat part and its units cannot "
-                "die, so no saturation or dead-unit measure"
+                f"{which} with activation {act!r}: no saturation or dead-unit measure is "
+                "defined for it (only sigmoid, tanh and ReLU are measured)"
             )
         self._probe_model = keras.Model(inputs, [*model_outputs, *hidden])
         self._structure, self._n_outputs, self.watched = structure, len(model_outputs), watched
@@ -243,7 +244,8 @@ class Probe:
             result = strategy.run(step, (self.x, self.y))
             result = {k: strategy.experimental_local_results(v)[0] for k, v in result.items()}
         else:
-            result = step(self.x, self.y)
+            with without_retracing_warnings():  # a new function per monitor, traced once
+                result = step(self.x, self.y)
         for variable, value in zip(trackers, saved, strict=True):
             variable.assign(value)
         return {name: value.numpy() for name, value in result.items()}

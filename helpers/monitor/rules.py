@@ -19,13 +19,14 @@ import pandas as pd
 
 from helpers.monitor.record import Record
 
-#: The fixed vocabulary of `TrainingMonitor.symptoms`, in the order reported.
+#: The fixed vocabulary of `TrainingMonitor.symptoms`, in the order reported:
+#: what the net is like inside (the likely causes) before what its loss does.
 SYMPTOMS = (
-    "loss_diverged",
     "exploding_gradients",
     "vanishing_gradients",
     "saturated_units",
     "dead_units",
+    "loss_diverged",
     "loss_spikes",
     "updates_too_small",
     "stalled",
@@ -122,8 +123,9 @@ FIXES = {
     "exploding_gradients": [
         "an initializer scaled to the layer (Glorot, He, LeCun) instead of a fixed "
         "standard deviation (notebook 01)",
-        "gradient clipping in the optimizer, SGD(..., global_clipnorm=t), t read from "
-        "the gradient norms of the normal steps (notebook 03)",
+        "if it starts later in the run, not at initialization: gradient clipping, "
+        "SGD(..., global_clipnorm=t), t read from the gradient norms of the normal steps "
+        "(notebook 03)",
     ],
     "saturated_units": [
         "a non-saturating activation (ReLU, ELU, SELU, GELU) with its matched "
@@ -136,11 +138,11 @@ FIXES = {
         "He initialization and zero biases (notebook 01)",
     ],
     "loss_diverged": [
-        "a lower learning rate: run the learning-rate range test (notebook 06)",
-        "warmup then decay (notebook 06); gradient clipping (notebook 03)",
-        "check the initialization: a loss far above -log(1/classes) at step 0 is "
-        "an exploding signal (notebook 01)",
+        "first the loss at step 0: far above -log(1/classes), the initialization "
+        "explodes (notebook 01) and no learning rate fixes it",
         "check the data for NaN or inf: np.isfinite(x).all()",
+        "else a lower learning rate: run the learning-rate range test (notebook 06); "
+        "warmup then decay (notebook 06); gradient clipping (notebook 03)",
     ],
     "loss_spikes": [
         "gradient clipping: keras.optimizers.SGD(..., global_clipnorm=t), t read from "
@@ -396,7 +398,11 @@ def updates_too_small(record: Record) -> Result:
     steps = steps[steps.index < _finite_until(record)]
     ratio = (steps["update"] / steps["weight_norm"]).replace([np.inf, -np.inf], np.nan).dropna()
     if len(ratio) < MIN_POINTS:
-        return NotJudged("updates_too_small", f"fewer than {MIN_POINTS} logs")
+        return NotJudged(
+            "updates_too_small",
+            f"the update sizes were measured at {len(ratio)} of {len(steps)} logs, fewer than "
+            f"{MIN_POINTS} (a short run, or the monitor's time budget for them)",
+        )
     median = float(ratio.median())
     if median < UPDATE_RATIO_LOW:
         return Finding(
@@ -435,11 +441,13 @@ def stalled(record: Record) -> Result:
 
 
 def overfitting(record: Record) -> Result:
+    if math.isfinite(_finite_until(record)):
+        return None  # the run diverged: that is the symptom
     epochs = record.epochs
     if "val_loss" not in epochs or not epochs["val_loss"].notna().any():
         return NotJudged("overfitting", "no validation loss (pass validation_data to fit)")
-    if not len(record.probes) or math.isfinite(_finite_until(record)):
-        return None  # nothing to compare with, or the run diverged
+    if not len(record.probes):
+        return NotJudged("overfitting", "no probe loss before training to compare with")
     start = float(record.probes["loss"].iloc[0])
     train_end = float(epochs["loss"].iloc[-1])
     validated = epochs.dropna(subset=["val_loss"])
