@@ -290,3 +290,36 @@ def test_a_net_that_memorizes_a_small_set_is_named_overfitting():
     )
     assert monitor.symptoms == ["overfitting"]
     assert "val_loss" in monitor.epochs
+
+
+def test_a_dataset_of_unknown_length_is_watched_step_by_step():
+    x, y = small_data((5,))
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: True).batch(64)
+    assert dataset.cardinality() == tf.data.UNKNOWN_CARDINALITY
+    model = keras.Sequential(
+        [keras.Input((5,)), keras.layers.Dense(8, "relu"), keras.layers.Dense(8, "relu")]
+        + [keras.layers.Dense(3, "softmax")]
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+    monitor = TrainingMonitor(x, y)
+    model.fit(dataset, epochs=3, verbose=0, callbacks=[monitor])
+    # 4 batches an epoch, each logged once. (Keras 3.15 advances the optimizer's
+    # counter once more when such a dataset runs out, which the index follows.)
+    assert len(monitor.steps) == 12 and (monitor.steps["steps"] == 1).all()
+    assert monitor.steps.index.is_monotonic_increasing
+    assert np.isfinite(monitor.probes["loss"]).all()
+
+
+def test_mixed_precision_is_measured_in_float32():
+    x, y = small_data((5,))
+    keras.mixed_precision.set_dtype_policy("mixed_float16")
+    try:
+        model = keras.Sequential(
+            [keras.Input((5,)), keras.layers.Dense(8, "relu"), keras.layers.Dense(8, "relu")]
+            + [keras.layers.Dense(3, "softmax", dtype="float32")]
+        )
+        monitor = fit_watched(model, x, y)
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    assert np.isfinite(monitor.probes["loss"]).all() and monitor.backprop.shape[1] == 2
+    assert np.isfinite(monitor.steps["weight_norm"].dropna()).all()
