@@ -24,21 +24,24 @@ in every step) in one `fit` call (`helpers.training.train_passes`).
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from helpers.data import Split, keep_classes
 from helpers.seeding import seed_new_weights
-from helpers.training import ReusedModel, runs_over_seeds, score, train_passes
+from helpers.training import (
+    ReusedModel,
+    runs_over_seeds,
+    score,
+    train_passes,
+    without_retracing_warnings,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The folder of files the course ships (found from this package, not from
@@ -240,21 +243,6 @@ def _accuracies(config: str, seed: int, n_per_class: int, model: keras.Model, da
     }
 
 
-@contextmanager
-def _expected_tracing() -> Iterator[None]:
-    """Every call of `scratch_runs` and `transfer_runs` compiles its own
-    models and traces their functions (once per model and size): on purpose.
-    TensorFlow would warn about "excessive retracing" after a few such calls;
-    its logger is quiet meanwhile."""
-    logger = tf.get_logger()
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def _sizes(n_per_class: int | Iterable[int]) -> list[int]:
     return [n_per_class] if isinstance(n_per_class, int) else list(n_per_class)
 
@@ -279,7 +267,7 @@ def scratch_runs(
     """
     model = compiled(build(), learning_rate, steps_per_execution).model
     seeds, tables = list(seeds), []
-    with _expected_tracing():
+    with without_retracing_warnings():  # a new model per call, traced once
         for n in _sizes(n_per_class):
 
             def run(model: keras.Model, seed: int, n: int = n) -> dict:
@@ -329,7 +317,7 @@ def transfer_runs(
         set_reused_trainable(second, True, train_batchnorm, n_reused=n_reused)
         tuned = compiled(second, finetune_learning_rate, steps_per_execution)
     rows, seeds = [], list(seeds)
-    with _expected_tracing():
+    with without_retracing_warnings():  # a new model per call, traced once
         for n in _sizes(n_per_class):
             for seed in seeds:
                 rows += _transfer_run(

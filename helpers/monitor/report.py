@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 
 from helpers.monitor.record import Record
-from helpers.monitor.rules import FIXES, Diagnosis, find_spikes
+from helpers.monitor.rules import DEAD_SHARE, FIXES, SATURATED_SHARE, Diagnosis, find_spikes
+
+assert SATURATED_SHARE == DEAD_SHARE, "the plot draws one threshold line for both"
 
 
 def report_text(record: Record, diagnosis: Diagnosis) -> str:
@@ -138,7 +140,9 @@ def plot_record(record: Record, diagnosis: Diagnosis, title: str | None = None) 
         ):
             if column in final:
                 ax.bar(positions, final[column].fillna(0), color=color, alpha=0.7, label=name)
-        ax.axhline(0.5, color="gray", linestyle=":", label="threshold (50 %)")
+        ax.axhline(
+            SATURATED_SHARE, color="gray", linestyle=":", label=f"threshold ({SATURATED_SHARE:.0%})"
+        )
         ax.set(
             xlabel="hidden activation layer (input side first)",
             ylabel="share",
