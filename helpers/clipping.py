@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import keras
 import numpy as np
 import pandas as pd
 
+from helpers.side_by_side import predict_side_by_side, record_over_rates
 from helpers.steps import blowup_step, record_steps
-from helpers.training import evaluate, runs_over_seeds
+from helpers.training import evaluate, runs_over_seeds, score
 
 
 def record_steps_over_seeds(
@@ -85,6 +86,60 @@ def _run_summary(steps: pd.DataFrame, stop_above: float) -> dict:
         "max_update_norm": finite["update_norm"].max(),
         "final_loss": np.nan if blowup is not None else last_epoch.mean(),
     }
+
+
+def rate_window(
+    build: Callable[[], keras.Model],
+    rates: Sequence[float],
+    seeds: Sequence[int],
+    x,
+    y,
+    epochs: int,
+    batch_size: int,
+    *,
+    momentum: float,
+    global_clipnorm: float | None = None,
+    stop_above: float = math.inf,
+    validation_data: tuple,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The net `build` makes, trained with SGD (`momentum`) at every rate on
+    every seed, clipped by `global_clipnorm` when given: all the runs side by
+    side in one model (`helpers.side_by_side`: each run as it would train
+    alone, its gradient clipped to its own global norm).
+
+    Example::
+
+        steps, runs = rate_window(build_rnn, [0.001, 0.01, 0.1], [1, 2, 3], x, y, 8, 32,
+                                  momentum=0.9, validation_data=(x_val, y_val))
+        runs.groupby("rate")["val_mse"].median()
+
+    Returns ``(steps, runs)`` as `record_steps_over_seeds` does, with a column
+    ``rate`` after ``seed``: `steps` one row per (rate, seed, step), `runs`
+    one row per (rate, seed) with the same summary and ``val_mse``.
+    """
+    steps, model = record_over_rates(
+        build,
+        lambda rate: keras.optimizers.SGD(rate, momentum=momentum),
+        rates,
+        seeds,
+        x,
+        y,
+        epochs,
+        batch_size,
+        global_clipnorm=global_clipnorm,
+        stop_above=stop_above,
+    )
+    x_val, y_val = validation_data
+    predictions = predict_side_by_side(model, x_val)
+    rows = []
+    for copy, ((rate, seed), run) in enumerate(steps.groupby(["rate", "seed"], sort=False)):
+        summary = _run_summary(run.set_index("step"), stop_above)
+        summary["val_mse"] = (
+            np.nan if summary["blew_up"] else score(predictions[copy], y_val, ["mse"])["mse"]
+        )
+        rows.append({"seed": seed, "rate": rate, **summary})
+    steps = steps[["seed", "rate"] + [c for c in steps.columns if c not in ("seed", "rate")]]
+    return steps, pd.DataFrame(rows)
 
 
 # --- The cliff: a one-unit recurrent net whose loss surface has a wall -------------------------

@@ -357,6 +357,7 @@ STEP_LABELS = {
     "loss": "training loss (per batch)",
     "grad_norm": "gradient norm (before clipping)",
     "update_norm": "size of the update ||Δw||",
+    "loss_mean": "training loss (rolling mean)",
 }
 
 
@@ -425,3 +426,67 @@ def plot_steps(
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_rate_window(
+    runs: pd.DataFrame,
+    column: str,
+    ylabel: str,
+    title: str | None = None,
+    log: bool = True,
+    blew_up: str | None = None,
+    reference: Mapping[str, float] | None = None,
+    ax: plt.Axes | None = None,
+) -> plt.Axes:
+    """A learning-rate window: `column` against the rate, one curve per
+    configuration (its median over seeds), every seed a dot, on a log rate
+    axis.
+
+    Example::
+
+        plot_rate_window(runs, "val_mse", "validation MSE", reference={"baseline": 0.083})
+
+    `runs` has one row per (config, rate, seed). With `blew_up`, the name of
+    a boolean column, a run that blew up is an "x" in a band at the top, in
+    its configuration's colour. `reference` draws labelled horizontal lines
+    (baselines).
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 4.8))
+    top = ax.get_xaxis_transform()  # x in data, y in axes coordinates
+    configs = list(dict.fromkeys(runs["config"]))
+    offsets = np.geomspace(0.9, 1.1, len(configs)) if len(configs) > 1 else [1.0]
+    for index, config in enumerate(configs):
+        rows = runs[runs["config"] == config]
+        color = f"C{index}"
+        bad = rows[blew_up].to_numpy(bool) if blew_up else np.zeros(len(rows), bool)
+        fine = rows[~bad]
+        median = fine.groupby("rate")[column].median()
+        ax.plot(median.index, median, "-", color=color, linewidth=2, label=f"{config} (median)")
+        ax.scatter(fine["rate"] * offsets[index], fine[column], color=color, s=14, alpha=0.6)
+        if bad.any():
+            ax.scatter(
+                rows.loc[bad, "rate"] * offsets[index],
+                [0.95] * int(bad.sum()),
+                transform=top,
+                marker="x",
+                color=color,
+                s=40,
+            )
+    ax.scatter([], [], color="gray", s=14, label="one seed")
+    if blew_up and runs[blew_up].any():
+        ax.scatter([], [], marker="x", color="gray", s=40, label="one seed that blew up (top)")
+    for (name, value), style in zip((reference or {}).items(), ("--", ":", "-."), strict=False):
+        ax.axhline(value, color="gray", linestyle=style, label=name)
+    ax.set_xscale("log")
+    if log:
+        ax.set_yscale("log")
+    if blew_up and runs[blew_up].any():  # room for the band of blow-ups
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, high * 4 if log else high + 0.2 * (high - low))
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return ax

@@ -33,13 +33,14 @@ are refused.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from helpers.seeding import seed_new_weights
 from helpers.training import without_remapper
 
 
@@ -290,3 +291,61 @@ def predict_side_by_side(model: keras.Model, x) -> np.ndarray:
     x = np.asarray(x)
     tiled = np.broadcast_to(x[:, None], (len(x), copies, *x.shape[1:]))
     return np.moveaxis(keras.ops.convert_to_numpy(model(tiled, training=False)), 1, 0)
+
+
+def record_over_rates(
+    build: Callable[[], keras.Model],
+    make_optimizer: Callable[[PerCopyRate], keras.optimizers.Optimizer],
+    rates: Sequence[float],
+    seeds: Sequence[int],
+    x,
+    y,
+    epochs: int,
+    batch_size: int,
+    *,
+    schedule=None,
+    loss="mse",
+    global_clipnorm: float | None = None,
+    stop_above: float = math.inf,
+) -> tuple[pd.DataFrame, keras.Model]:
+    """A learning-rate window in one training: the net `build` makes, at
+    every rate of `rates` on every seed of `seeds`, trained side by side.
+
+    Example::
+
+        steps, stacked = record_over_rates(
+            build_rnn,
+            lambda rate: keras.optimizers.SGD(rate, momentum=0.9),
+            rates=[0.001, 0.01, 0.1], seeds=[1, 2, 3], x=x, y=y, epochs=8, batch_size=32,
+        )
+        steps.groupby(["rate", "seed"])["loss"].last()
+
+    The run at (rate, seed) starts from the weights `build` draws under
+    `seed` (`helpers.seeding.seed_new_weights`), shuffles with `seed`, and
+    trains with the optimizer `make_optimizer` makes for the rate (times
+    `schedule`, when given: a schedule of peak 1), as it would alone.
+    Returns the `record_side_by_side` table with columns ``rate`` and ``seed``
+    in place of ``copy``, and the trained stacked model (its copies in the
+    order rate by rate, seed by seed: `predict_side_by_side`).
+    """
+    grid = [(rate, seed) for rate in rates for seed in seeds]
+    nets = []
+    for _, seed in grid:
+        seed_new_weights(seed)
+        nets.append(build())
+    model = stack_models(nets)
+    model.compile(optimizer=make_optimizer(PerCopyRate([r for r, _ in grid], schedule)))
+    steps = record_side_by_side(
+        model,
+        x,
+        y,
+        epochs,
+        batch_size,
+        [s for _, s in grid],
+        loss=loss,
+        global_clipnorm=global_clipnorm,
+        stop_above=stop_above,
+    )
+    where = pd.DataFrame(grid, columns=["rate", "seed"])
+    steps = where.iloc[steps.pop("copy")].reset_index(drop=True).join(steps)
+    return steps, model

@@ -108,3 +108,45 @@ def test_one_unit_rnn_loss_has_a_wall_where_the_gradient_explodes():
 
 def teardown_function():
     plt.close("all")
+
+
+def test_rate_window_gives_one_row_per_rate_and_seed_with_its_validation_mse():
+    from helpers.clipping import rate_window  # noqa: PLC0415
+    from helpers.seeding import seed_new_weights  # noqa: PLC0415
+    from helpers.steps import record_steps  # noqa: PLC0415
+    from helpers.training import evaluate  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(48, 5, 2)).astype("float32")
+    y = x[:, :, 0].sum(axis=1, keepdims=True)
+
+    def build():
+        return keras.Sequential(
+            [keras.Input((5, 2)), keras.layers.SimpleRNN(4), keras.layers.Dense(1)]
+        )
+
+    steps, runs = rate_window(
+        build,
+        [0.01, 100.0],
+        [1, 2],
+        x,
+        y,
+        2,
+        16,
+        momentum=0.9,
+        global_clipnorm=1.0,
+        stop_above=1e6,
+        validation_data=(x, y),
+    )
+    assert list(runs["rate"]) == [0.01, 0.01, 100.0, 100.0] and list(runs["seed"]) == [1, 2, 1, 2]
+    assert list(steps.columns[:2]) == ["seed", "rate"]
+    assert runs.loc[runs["rate"] == 0.01, "blew_up"].eq(False).all()
+    # the run at (0.01, seed 2) is the one the plain model trains alone
+    seed_new_weights(2)
+    alone = build()
+    alone.compile(
+        optimizer=keras.optimizers.SGD(0.01, momentum=0.9, global_clipnorm=1.0), loss="mse"
+    )
+    record_steps(alone, x, y, 2, 16, seed=2)
+    expected = evaluate(alone, x, y, ["mse"])["mse"]
+    np.testing.assert_allclose(runs["val_mse"].iloc[1], expected, rtol=1e-4)

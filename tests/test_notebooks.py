@@ -39,11 +39,10 @@ QUICK_RERUNS = {
     "03": {
         "seed": 3,
         "sequence_length": 12,
-        "epochs": 1,
-        "learning_rate": 0.03,
-        "clip_mode": "clipvalue",
-        "clip_value": 0.5,
-        "clip_norm": 0.5,
+        "epochs": 2,
+        "learning_rate": 0.02,
+        "clip_factor": 2.0,
+        "low_clip_norm": 0.5,
         "n_seeds": 1,
     },
     "04": {
@@ -82,7 +81,7 @@ QUICK_RERUNS = {
 BAD_PARAMETERS = {
     "01": ({"depth": "deep"}, ["'depth'", "'deep'", "an integer from 2 to 60"]),
     "02": ({"batch_size": 1}, ["'batch_size'", "got 1", "an integer from 2 to 1024"]),
-    "03": ({"clip_norm": 0}, ["'clip_norm'", "got 0", "a number > 0"]),
+    "03": ({"low_clip_norm": 0}, ["'low_clip_norm'", "got 0", "a number > 0"]),
     "04": ({"n_per_class": 0}, ["'n_per_class'", "got 0", "an integer from 1 to 60"]),
     "05": (
         {"optimizers": ["sgd", "adamax"]},

@@ -185,3 +185,32 @@ def test_per_seed_draws_a_single_seed_that_blew_up_without_bars():
     ticks = [t.get_text() for t in ax.get_xticklabels()]
     assert ticks == ["a\n1 of 1 blew up", "b\n0 of 1 blew up"]
     assert not ax.patches  # no bars
+
+
+def test_rate_window_one_median_curve_per_config_dots_per_seed_and_blowups_on_top():
+    runs = pd.DataFrame(
+        {
+            "config": ["plain"] * 4 + ["clipped"] * 4,
+            "rate": [0.01, 0.01, 0.1, 0.1] * 2,
+            "seed": [1, 2] * 4,
+            "val_mse": [0.02, 0.04, np.nan, np.nan, 0.01, 0.03, 0.05, 0.07],
+            "blew_up": [False, False, True, True] + [False] * 4,
+        }
+    )
+    ax = plots.plot_rate_window(
+        runs, "val_mse", "validation MSE", blew_up="blew_up", reference={"baseline": 0.08}
+    )
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    assert ax.get_xlabel() == "learning rate" and ax.get_ylabel() == "validation MSE"
+    medians = {line.get_label(): list(np.asarray(line.get_ydata())) for line in ax.get_lines()}
+    assert medians["plain (median)"] == [0.03]  # the rate where both blew up has no median
+    np.testing.assert_allclose(medians["clipped (median)"], [0.02, 0.06])
+    assert medians["baseline"] == [0.08, 0.08]
+    tops = [
+        c
+        for c in ax.collections
+        if c.get_offsets().size and c.get_offset_transform() != ax.transData
+    ]
+    assert sum(len(c.get_offsets()) for c in tops) == 2  # the two blow-ups, in the top band
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "one seed that blew up (top)" in labels
