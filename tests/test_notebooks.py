@@ -71,7 +71,6 @@ QUICK_RERUNS = {
         "epochs": 2,
         "batch_size": 256,
         "peak_rate": 0.01,
-        "constant_rates": [0.003],
         "warmup_steps": 2,
         "n_seeds": 1,
     },

@@ -61,3 +61,39 @@ def test_schedule_rates_match_cosine_decay_with_warmup():
     assert rates[0] == 0.0 and rates[5] == pytest.approx(1.0)
     assert rates[2] == pytest.approx(0.4)
     assert rates[15] == pytest.approx(0.0, abs=1e-7) and rates[16] == rates[15]
+
+
+def test_adam_window_trains_each_peak_as_a_separate_run_of_its_schedule(toy):
+    from helpers.schedules import adam_window  # noqa: PLC0415
+    from helpers.seeding import seed_new_weights  # noqa: PLC0415
+
+    def build():
+        return keras.Sequential(
+            [
+                keras.Input(shape=(3,)),
+                keras.layers.Dense(4, activation="relu"),
+                keras.layers.Dense(2, activation="softmax"),
+            ]
+        )
+
+    shape = keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=4, warmup_target=1.0, warmup_steps=2
+    )
+    steps, runs = adam_window(
+        build, [0.01, 0.1], [1, 2], *toy, epochs=2, batch_size=8, schedule=shape
+    )
+    assert list(runs["rate"]) == [0.01, 0.01, 0.1, 0.1] and list(runs["seed"]) == [1, 2, 1, 2]
+    assert list(steps.columns[:2]) == ["seed", "rate"] and runs["final_loss"].notna().all()
+    # the run at peak 0.1, seed 1, is the one the plain model trains alone with its schedule
+    seed_new_weights(1)
+    alone = build()
+    alone.compile(
+        optimizer=keras.optimizers.Adam(
+            keras.optimizers.schedules.CosineDecay(0.0, 4, warmup_target=0.1, warmup_steps=2)
+        ),
+        loss="sparse_categorical_crossentropy",
+    )
+    _, expected = record_over_seeds({"alone": alone}, *toy, seeds=[1], epochs=2, batch_size=8)
+    np.testing.assert_allclose(
+        runs["final_loss"].iloc[2], expected["final_loss"].iloc[0], rtol=1e-4
+    )
