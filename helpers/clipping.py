@@ -138,7 +138,6 @@ def rate_window(
             np.nan if summary["blew_up"] else score(predictions[copy], y_val, ["mse"])["mse"]
         )
         rows.append({"seed": seed, "rate": rate, **summary})
-    steps = steps[["seed", "rate"] + [c for c in steps.columns if c not in ("seed", "rate")]]
     return steps, pd.DataFrame(rows)
 
 

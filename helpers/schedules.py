@@ -106,7 +106,6 @@ def adam_window(
         {"seed": seed, "rate": rate, "final_loss": final_loss(run, epochs, stop_above)}
         for (rate, seed), run in steps.groupby(["rate", "seed"], sort=False)
     ]
-    steps = steps[["seed", "rate"] + [c for c in steps.columns if c not in ("seed", "rate")]]
     return steps, pd.DataFrame(runs)
 
 

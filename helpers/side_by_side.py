@@ -324,7 +324,7 @@ def record_over_rates(
     `seed` (`helpers.seeding.seed_new_weights`), shuffles with `seed`, and
     trains with the optimizer `make_optimizer` makes for the rate (times
     `schedule`, when given: a schedule of peak 1), as it would alone.
-    Returns the `record_side_by_side` table with columns ``rate`` and ``seed``
+    Returns the `record_side_by_side` table with columns ``seed`` and ``rate``
     in place of ``copy``, and the trained stacked model (its copies in the
     order rate by rate, seed by seed: `predict_side_by_side`).
     """
@@ -346,6 +346,6 @@ def record_over_rates(
         global_clipnorm=global_clipnorm,
         stop_above=stop_above,
     )
-    where = pd.DataFrame(grid, columns=["rate", "seed"])
+    where = pd.DataFrame(grid, columns=["rate", "seed"])[["seed", "rate"]]
     steps = where.iloc[steps.pop("copy")].reset_index(drop=True).join(steps)
     return steps, model
