@@ -8,7 +8,10 @@ initialization, a bad learning rate, inputs left unnormalized, NaN rows, too
 few examples, shuffled labels), or none. Its label is the `cause` (the
 symptom that names it; None for a healthy run) and what else an expert
 accepts as true of it (`allowed`: a net whose gradients vanish has also
-stalled). Per symptom:
+stalled). Cases and seeds were not chosen by what the monitor names; two
+kinds sit near a threshold and say so: the oscillating MLP climbs back 0.4
+to 2.3 times its start over seeds 1 to 8 (threshold 0.4), the spiking RNN at
+most 0.36. Per symptom:
 
 - recall: the share of runs caused by it in which it is named;
 - precision: the share of runs naming it in which it is the cause or allowed.
@@ -136,6 +139,7 @@ class Case:
     batch_size: int = 32
     loss: str = "sparse_categorical_crossentropy"
     steps_per_execution: int = 8
+    shuffle: bool = True
 
 
 def sgd(rate):
@@ -229,7 +233,27 @@ CASES = (
         lambda seed: _with_nan_rows(digits(), seed),
         adam(1e-3),
         6,
-        "loss_diverged",
+        "non_finite_values",
+        frozenset({"loss_diverged"}),
+    ),
+    Case(
+        "ReLU MLP, NaN in the last 2 % of the rows, read in order",
+        lambda: mlp(3, 64),
+        lambda seed: _with_nan_rows(digits(), seed, at_end=True),
+        adam(1e-3),
+        6,
+        "non_finite_values",
+        frozenset({"loss_diverged", "stalled"}),
+        shuffle=False,  # a data set read in order whose last part is broken
+    ),
+    Case(
+        "MLP with one hidden layer, Adam at 0.1",
+        lambda: mlp(1, 64),
+        digits,
+        adam(0.1),
+        10,
+        "oscillating_loss",
+        frozenset({"loss_spikes", "stalled"}),
     ),
     Case(
         "ReLU MLP, SGD at 1e-5",
@@ -247,7 +271,7 @@ CASES = (
         adam(0.03),
         6,
         "dead_units",
-        frozenset({"loss_spikes", "stalled", "loss_diverged"}),
+        frozenset({"loss_spikes", "stalled", "loss_diverged", "oscillating_loss"}),
     ),
     Case(
         "wide MLP on 40 examples, 150 epochs",
@@ -290,9 +314,14 @@ CASES = (
 )
 
 
-def _with_nan_rows(data: Data, seed: int) -> Data:
-    x = data.x.copy()
-    rows = np.random.default_rng(seed).choice(len(x), size=len(x) // 50, replace=False)
+def _with_nan_rows(data: Data, seed: int, at_end: bool = False) -> Data:
+    """NaN in one input of 2 % of the rows: drawn at random, or the last ones."""
+    x, n = data.x.copy(), len(data.x) // 50
+    rows = (
+        np.arange(len(x) - n, len(x))
+        if at_end
+        else np.random.default_rng(seed).choice(len(x), size=n, replace=False)
+    )
     x[rows, 0] = np.nan
     return Data(x, data.y, data.x_valid, data.y_valid)
 
@@ -316,6 +345,7 @@ def run_case(case: Case, seed: int) -> dict:
         validation_data=(data.x_valid, data.y_valid),
         verbose=0,
         callbacks=[monitor],
+        shuffle=case.shuffle,
     )
     predictions = model.predict_on_batch(data.x_valid)
     if case.loss == "mse":  # a regression: no accuracy

@@ -115,13 +115,33 @@ def test_every_n_steps_is_checked():
         TrainingMonitor(np.zeros((2, 2)), np.zeros(2), every_n_steps=0)
 
 
-def test_nan_stops_the_run_and_is_named_diverged():
+def test_nan_in_the_probe_data_stops_the_run_and_is_named():
     x, y = small_data((5,))
     x[0, 0] = np.nan  # a NaN in the data: every batch that holds it has a NaN loss
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, "softmax")])
     monitor = fit_watched(model, x, y, epochs=5)
-    assert "loss_diverged" in monitor.symptoms
+    assert monitor.symptoms[0] == "non_finite_values"
+    assert "1 of 256 probe examples" in monitor.findings[0].evidence[0]
     assert monitor.steps.index.max() < 20  # stopped in the first epoch (4 steps each)
+
+
+def test_nan_in_a_training_batch_is_traced_to_the_first_layer_it_reaches():
+    """The probe is clean; the last rows of the data, read in order, are not:
+    the first weights to hold NaN are those of the first layer."""
+    x, y = small_data((5,), n=512)
+    x[-8:, 1] = np.nan
+    model = keras.Sequential(
+        [keras.Input((5,)), keras.layers.Dense(8, "relu", name="first"), keras.layers.Dense(3)]
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.01),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    monitor = TrainingMonitor(x[:256], y[:256])
+    model.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0, callbacks=[monitor])
+    assert monitor.symptoms[0] == "non_finite_values", monitor.report_text()
+    assert "first: 'first'" in monitor.findings[0].evidence[-1]
+    assert monitor.record.non_finite["step"].iloc[0] == 16  # the batch with the NaN rows
 
 
 def test_the_loss_is_recovered_per_step_from_keras_running_mean():
@@ -178,6 +198,19 @@ def test_a_binary_classifier_with_flat_labels_is_probed_with_its_compiled_loss()
     assert monitor.probes["loss"].iloc[-1] < 0.3
     assert "saturated_units" not in monitor.symptoms
     assert set(monitor.activations["activation"]) == {"relu"}
+
+
+def test_class_weights_are_probed_as_sample_weights():
+    x, y = small_data((5,))
+    class_weight = {0: 1.0, 1: 5.0, 2: 1.0}
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, "softmax")])
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+    weights = np.vectorize(class_weight.get)(y).astype("float32")
+    monitor = TrainingMonitor(x, y, sample_weight=weights)
+    model.fit(x, y, epochs=2, verbose=0, class_weight=class_weight, callbacks=[monitor])
+    weighted = model.evaluate(x, y, sample_weight=weights, verbose=0)
+    assert monitor.probes["loss"].iloc[-1] == pytest.approx(weighted, rel=1e-4)
+    assert weighted > model.evaluate(x, y, verbose=0) + 0.05  # the weights matter here
 
 
 def test_the_probe_loss_includes_the_regularization_losses():

@@ -147,3 +147,49 @@ def test_a_record_survives_save_and_load(tmp_path):
         )
     assert loaded.notes == ["a note"] and loaded.probe_size == 2
     assert diagnose(loaded) == diagnose(record)
+
+
+def with_non_finite(record, step, part="weights", layer="dense", count=1, of=4):
+    record.non_finite = pd.DataFrame(
+        [{"step": step, "part": part, "layer": layer, "count": count, "of": of}]
+    )
+    return record
+
+
+def test_nan_in_the_probe_inputs_is_named_and_its_consequences_are_not():
+    record = with_non_finite(make_record(step_losses=[2.3] * 100), 0, "inputs", "", 5, 256)
+    findings = diagnose(record).findings
+    assert [f.symptom for f in findings] == ["non_finite_values"]
+    assert "5 of 256 probe examples" in findings[0].evidence[0]
+
+
+def test_nan_weights_without_a_climb_of_the_loss_are_named():
+    """The weights turn NaN at step 50 while the logged loss stays finite (a
+    clipped loss hides a NaN input): named, with the first layer."""
+    finding = diagnose(with_non_finite(make_record(), 50)).findings[0]
+    assert finding.symptom == "non_finite_values" and "'dense'" in finding.evidence[0]
+
+
+def test_nan_weights_after_a_climb_of_the_loss_are_the_divergence():
+    climbing = np.geomspace(2.0, 2.0 * rules.DIVERGED_FACTOR * 3, 50)
+    record = with_non_finite(make_record(step_losses=[*climbing, *[np.nan] * 50]), 51)
+    assert named_of(record) == ["loss_diverged"]
+
+
+def named_of(record):
+    return [f.symptom for f in diagnose(record).findings]
+
+
+def test_oscillating_loss_threshold():
+    """Ten parts of ten logs: the loss falls, then climbs back by a share of
+    its start in one part; medians ignore one spike."""
+
+    def climbing_back(share):
+        levels = [2.0, 1.0, 1.0 + 2.0 * share, 1.0, 1.0, 1.0, 0.9, 0.9, 0.9, 0.9]
+        return np.repeat(levels, 10)
+
+    assert "oscillating_loss" in named(step_losses=climbing_back(rules.OSCILLATION_CLIMB * 1.2))
+    assert "oscillating_loss" not in named(step_losses=climbing_back(rules.OSCILLATION_CLIMB * 0.8))
+    spike = np.linspace(2.0, 1.0, 100)
+    spike[55] = 50.0  # one log far above the rest: loss_spikes' case
+    assert "oscillating_loss" not in named(step_losses=spike)

@@ -42,6 +42,30 @@ MAX_UPDATE_PARAMETERS = 20_000_000
 UPDATE_BUDGET = 0.2
 
 
+def _non_finite_rows(arrays) -> np.ndarray:
+    """Per example, whether any of its values in these arrays is NaN or inf."""
+    flat = [np.asarray(a, dtype="float64").reshape(len(a), -1) for a in tf.nest.flatten(arrays)]
+    return np.any([~np.isfinite(a).all(axis=1) for a in flat], axis=0)
+
+
+def _layer_of(variable) -> str:
+    """The name of the layer that owns a weight (its path without the
+    weight's own name and the model's)."""
+    parts = variable.path.split("/")
+    return parts[-2] if len(parts) > 1 else parts[0]
+
+
+def _non_finite_weights(model: keras.Model) -> list[str]:
+    """The layers (in the model's order of weights) holding a NaN or inf
+    weight; one copy of the weights to the host."""
+    bad = [
+        _layer_of(v)
+        for v in model.weights
+        if not np.isfinite(np.asarray(v.numpy(), dtype="float64")).all()
+    ]
+    return list(dict.fromkeys(bad))
+
+
 def _step_of(model: keras.Model) -> int:
     """The optimizer's step counter (a plain or a distributed variable)."""
     return int(model.optimizer.iterations.value.numpy())
@@ -60,6 +84,7 @@ class _UpdateSizes:
         self.previous = [tf.Variable(w, trainable=False) for w in weights]
         self.updates = [tf.Variable(tf.zeros_like(w), trainable=False) for w in weights]
         self.calls, self.pending, self.spent = 0, 0, 0.0
+        self.measured = False  # whether the last call measured (or the budget skipped it)
         self.started = time.perf_counter()
         self._call = tf.function(self._sizes)
 
@@ -82,7 +107,8 @@ class _UpdateSizes:
         budget skips this log (the next measured log covers its steps)."""
         self.pending += steps
         start = time.perf_counter()
-        if self.calls and self.spent > UPDATE_BUDGET * (start - self.started):
+        self.measured = not (self.calls and self.spent > UPDATE_BUDGET * (start - self.started))
+        if not self.measured:
             return (math.nan,) * 3
         self.calls += 1
         with without_retracing_warnings():  # a new function per monitor, traced once
@@ -130,7 +156,8 @@ class TrainingMonitor(keras.callbacks.Callback):
         The probe examples' sample weights, when training uses them.
     stop_on_nan:
         Stop training once the loss is inf or NaN, as
-        `keras.callbacks.TerminateOnNaN` does (nothing is learned after it).
+        `keras.callbacks.TerminateOnNaN` does, or a weight is (nothing is
+        learned after it; a loss that Keras clips can stay finite).
 
     After ``fit``: `symptoms` (names from `SYMPTOMS`), `findings` (with
     their evidence), `diagnosis` (also what was not judged), `notes` (what
@@ -177,7 +204,7 @@ class TrainingMonitor(keras.callbacks.Callback):
         self.record = Record(probe_size=len(tf.nest.flatten(self.x_probe)[0]))
         self.diagnosis = Diagnosis([], [])
         self._rows = {"steps": [], "probes": [], "layer_gradients": [], "backprop": []}
-        self._activation_rows, self._epoch_rows = [], []
+        self._activation_rows, self._epoch_rows, self._non_finite_rows = [], [], []
         self._probe = Probe(
             self.model,
             self.x_probe,
@@ -210,6 +237,15 @@ class TrainingMonitor(keras.callbacks.Callback):
         elif variables:
             self._sizes = _UpdateSizes(variables)
         step = _step_of(self.model)
+        n = self.record.probe_size
+        for part, arrays in (("inputs", self.x_probe), ("labels", self.y_probe)):
+            bad = _non_finite_rows(arrays)
+            if bad.any():
+                self._non_finite_rows.append(
+                    {"step": step, "part": part, "layer": "", "count": int(bad.sum()), "of": n}
+                )
+        self._check_weights(step)
+        self._nan_seen = bool(self._non_finite_rows)  # checked: nothing more to find
         self._measure(step)
         self._next_probe = step + self._every
 
@@ -232,8 +268,10 @@ class TrainingMonitor(keras.callbacks.Callback):
             running = float(logs["loss"])
             done = step - self._epoch_start_step
             before, mean_before = self._last_running
-            if not math.isfinite(running) and self.stop_on_nan:
-                self.model.stop_training = True
+            if not math.isfinite(running):
+                self._found_nan(step)
+                if self.stop_on_nan:
+                    self.model.stop_training = True
             if done > before:
                 # Keras logs the mean since the epoch began: the steps since the
                 # last call have mean (done * m_done - before * m_before) / new.
@@ -243,6 +281,8 @@ class TrainingMonitor(keras.callbacks.Callback):
                     loss = running
                 steps = done - before
                 update, change, norm = self._sizes(steps) if self._sizes else (math.nan,) * 3
+                if self._sizes and self._sizes.measured and not math.isfinite(norm):
+                    self._found_nan(step)  # a NaN or inf weight
                 self._rows["steps"].append(
                     {
                         "step": step,
@@ -271,6 +311,31 @@ class TrainingMonitor(keras.callbacks.Callback):
         self.diagnosis = diagnose(self.record)
 
     # -------------------------------------------------------------- measure
+    def _found_nan(self, step: int) -> None:
+        """The first NaN or inf in the loss, the probe or the weights' norm:
+        record which layers' weights hold one."""
+        if not self._nan_seen:
+            self._nan_seen = True
+            self._check_weights(step)
+            if self._non_finite_rows and self.stop_on_nan:
+                self.model.stop_training = True  # nothing is learned after it
+
+    def _check_weights(self, step: int) -> None:
+        """Record the layers whose weights hold NaN or inf (before training,
+        and once when the loss first does)."""
+        bad = _non_finite_weights(self.model)
+        if bad:
+            layers = {_layer_of(v) for v in self.model.weights}
+            self._non_finite_rows.append(
+                {
+                    "step": step,
+                    "part": "weights",
+                    "layer": bad[0],
+                    "count": len(bad),
+                    "of": len(layers),
+                }
+            )
+
     def _measure(self, step: int) -> None:
         # The first measurements run eagerly (all of them in a short run): a
         # run that stops early (a NaN) never pays for tracing the probe step.
@@ -282,6 +347,12 @@ class TrainingMonitor(keras.callbacks.Callback):
         self._rows["probes"].append(
             {"step": step, "loss": float(result["loss"]), "grad_norm": total}
         )
+        if (
+            not (math.isfinite(total) and math.isfinite(float(result["loss"])))
+            and not self._nan_seen
+        ):
+            self._nan_seen = True
+            self._check_weights(step)
         row = {"step": step}
         for layer in self._probe.weight_layers:
             parts = [squares[id(v)] for v in weight_variables(layer) if id(v) in squares]
@@ -314,6 +385,9 @@ class TrainingMonitor(keras.callbacks.Callback):
         self.record.activations = pd.DataFrame(self._activation_rows)
         epochs = pd.DataFrame(self._epoch_rows)
         self.record.epochs = epochs.set_index("epoch") if len(epochs) else epochs
+        self.record.non_finite = pd.DataFrame(
+            self._non_finite_rows, columns=["step", "part", "layer", "count", "of"]
+        )
 
     # ------------------------------------------------------------- results
     @property

@@ -18,6 +18,7 @@ TABLES = {
     "backprop": "step",
     "activations": None,
     "epochs": "epoch",
+    "non_finite": None,
 }
 
 
@@ -44,6 +45,12 @@ class Record:
       (sigmoid, tanh) or ``dead`` and ``inactive`` (ReLU);
     - ``epochs``: the logs of each epoch's end (training and validation
       metrics), indexed by epoch 1..n;
+    - ``non_finite``: where NaN or inf was found, one row per place:
+      ``step``, ``part`` (``inputs`` or ``labels`` of the probe batch, checked
+      before training; ``weights``, checked before training and when the loss
+      first becomes inf or NaN), ``layer`` (the first one holding it, in the
+      model's order of weights), ``count`` of ``of`` (probe examples or
+      layers);
     - ``notes``: what could not be measured, and why; ``probe_size``: the
       number of probe examples.
     """
@@ -54,6 +61,7 @@ class Record:
     backprop: pd.DataFrame = field(default_factory=lambda: _empty("backprop"))
     activations: pd.DataFrame = field(default_factory=lambda: _empty("activations"))
     epochs: pd.DataFrame = field(default_factory=lambda: _empty("epochs"))
+    non_finite: pd.DataFrame = field(default_factory=lambda: _empty("non_finite"))
     notes: list[str] = field(default_factory=list)
     probe_size: int = 0
 

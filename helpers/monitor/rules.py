@@ -22,16 +22,27 @@ from helpers.monitor.record import Record
 #: The fixed vocabulary of `TrainingMonitor.symptoms`, in the order reported:
 #: what the net is like inside (the likely causes) before what its loss does.
 SYMPTOMS = (
+    "non_finite_values",
     "exploding_gradients",
     "vanishing_gradients",
     "saturated_units",
     "dead_units",
     "loss_diverged",
     "loss_spikes",
+    "oscillating_loss",
     "updates_too_small",
     "stalled",
     "overfitting",
 )
+
+#: Non-finite values: NaN or inf in the probe batch's inputs or labels, or
+#: in the weights before training; or in the weights later (checked when the
+#: logged or the probe loss first turns inf or NaN) without the loss having
+#: climbed above `DIVERGED_FACTOR` times its start, while the logged loss
+#: stays finite (a clipped loss hides a NaN input) or after at least
+#: `MIN_POINTS` finite logs. A learning rate too high makes the loss climb
+#: first (`loss_diverged`); a NaN in a training batch, or a numerical error
+#: (log of 0, a division by 0), turns the weights in one step.
 
 #: Vanishing gradients: the gradient reaching the first hidden weight
 #: layer's output (RMS of dL/da) is below this fraction of the one reaching
@@ -72,6 +83,18 @@ SPIKE_FACTOR = 10.0
 GRADIENT_SPIKE_FACTOR = 100.0
 SPIKE_WINDOW = 50
 SPIKE_WARMUP = 5
+
+#: Oscillating loss (a learning rate too high for the valley, below the one
+#: that diverges): the run's full logs are cut into `OSCILLATION_CHUNKS`
+#: consecutive chunks (two logs each at least) and the loss's median taken in
+#: each; the climbs from one chunk to the next add up to at least this share
+#: of the first chunk's loss. A run that learns climbs back by a few percent
+#: at most (the benchmark's healthy runs: under 0.1); medians leave single
+#: spikes to `loss_spikes`. Measured on the benchmark: Adam at 0.1 on a one
+#: hidden layer MLP climbs back 0.4 to 2.3 times its start, notebook 03's
+#: spiking RNN at most 0.36.
+OSCILLATION_CLIMB = 0.4
+OSCILLATION_CHUNKS = 10
 
 #: Updates too small (a learning rate too low): the median over the run of
 #: the size of an update per step relative to the size of the weights is
@@ -115,6 +138,13 @@ OVERFIT_TRAIN_RISE = 0.1
 
 #: The fixes the course teaches for each symptom, with the notebook.
 FIXES = {
+    "non_finite_values": [
+        "find the bad examples: ~np.isfinite(x).all(axis=1) gives the rows; drop them or "
+        "fill them in (sklearn.impute.SimpleImputer) before training",
+        "a NaN that appears in one step from a normal loss can also be a numerical error in "
+        "a custom loss or layer (the log of 0, a division by 0): "
+        "tf.debugging.enable_check_numerics() names the operation",
+    ],
     "vanishing_gradients": [
         "an initializer scaled to the layer and a non-saturating activation: "
         'kernel_initializer="he_normal" with ReLU, "lecun_normal" with SELU (notebook 01)',
@@ -149,6 +179,10 @@ FIXES = {
         "the gradient norms of the normal steps (notebook 03)",
         "a lower or decaying learning rate (notebook 06); a gated cell (GRU, LSTM) "
         "for a recurrent net (notebook 03)",
+    ],
+    "oscillating_loss": [
+        "a lower learning rate (a third to a tenth): the learning-rate range test (notebook 06)",
+        "a schedule that decays the rate (notebook 06); a larger batch averages the gradient",
     ],
     "updates_too_small": [
         "a higher learning rate: the learning-rate range test (notebook 06)",
@@ -211,6 +245,64 @@ def _finite_until(record: Record) -> float:
     bad = [*steps.index[~np.isfinite(steps["running"])]] if len(steps) else []
     bad += [*probes.index[~np.isfinite(probes["loss"])]] if len(probes) else []
     return min(bad, default=math.inf)
+
+
+def _where(row: pd.Series) -> str:
+    return f"{row['count']} of {row['of']} layers (first: {row['layer']!r})"
+
+
+def non_finite_values(record: Record) -> Result:
+    found = record.non_finite
+    if not len(found):
+        return None
+    start = int(record.probes.index[0]) if len(record.probes) else 0
+    data = found[found["part"].isin(["inputs", "labels"])]
+    if len(data):
+        return Finding(
+            "non_finite_values",
+            [
+                f"{row['count']} of {row['of']} probe examples hold NaN or inf in their "
+                f"{row['part']}"
+                for _, row in data.iterrows()
+            ],
+        )
+    weights = found[found["part"] == "weights"]
+    initial = weights[weights["step"] <= start]
+    if len(initial):
+        return Finding(
+            "non_finite_values",
+            [f"the weights hold NaN or inf before training: {_where(initial.iloc[0])}"],
+        )
+    later = weights[weights["step"] > start]
+    if not len(later):
+        return None
+    at = int(later["step"].iloc[0])
+    logs = record.steps["loss"] if len(record.steps) else pd.Series(dtype=float)
+    # The log at `at` holds the steps that made the weights non-finite.
+    before, after = logs[logs.index <= at], logs[logs.index > at]
+    before = before[np.isfinite(before)]
+    probe_before = record.probes["loss"][record.probes.index <= at]
+    reference = float(record.probes["loss"].iloc[0]) if len(record.probes) else math.nan
+    if not math.isfinite(reference) or max(before.max(), probe_before.max()) > (
+        DIVERGED_FACTOR * reference
+    ):
+        return None  # the loss climbed first: loss_diverged
+    if len(before) < MIN_POINTS and not (len(after) and np.isfinite(after).all()):
+        return None  # too few logs to tell a sudden NaN from a climb
+    last_finite = (before if len(before) else probe_before).iloc[-1]
+    how = (
+        "while the logged loss stayed finite"
+        if math.isfinite(logs.get(at, math.nan))
+        else f"as the loss turned inf or NaN in one log, from {last_finite:.3g}"
+    )
+    return Finding(
+        "non_finite_values",
+        [
+            f"NaN or inf appeared in the weights at step {at}, {how}, without a climb of the "
+            f"loss before (a NaN or inf in a training batch, or a numerical error, not a "
+            f"learning rate too high): {_where(later.iloc[0])}"
+        ],
+    )
 
 
 def _full_logs(steps: pd.DataFrame) -> pd.DataFrame:
@@ -389,6 +481,29 @@ def loss_spikes(record: Record) -> Result:
     )
 
 
+def oscillating_loss(record: Record) -> Result:
+    if math.isfinite(_finite_until(record)):
+        return None  # the run diverged: that is the symptom
+    logs = _full_logs(record.steps)["loss"].dropna() if len(record.steps) else pd.Series()
+    if len(logs) < 2 * MIN_POINTS:
+        return NotJudged("oscillating_loss", f"fewer than {2 * MIN_POINTS} full logs")
+    chunks = np.array_split(logs.to_numpy(dtype="float64"), min(OSCILLATION_CHUNKS, len(logs) // 2))
+    medians = np.array([np.median(chunk) for chunk in chunks])
+    climbs = np.clip(np.diff(medians), 0, None)
+    if medians[0] > 0 and climbs.sum() >= OSCILLATION_CLIMB * medians[0]:
+        return Finding(
+            "oscillating_loss",
+            [
+                f"the loss climbs back {climbs.sum() / medians[0]:.2f} times its start "
+                f"({medians[0]:.3g}) in {int((climbs > 0).sum())} of {len(climbs)} steps "
+                f"between {len(medians)} parts of the run (medians: "
+                + ", ".join(f"{m:.2g}" for m in medians)
+                + ")"
+            ],
+        )
+    return None
+
+
 def updates_too_small(record: Record) -> Result:
     if math.isfinite(_finite_until(record)):
         return None  # the run diverged: that is the symptom
@@ -474,12 +589,14 @@ def overfitting(record: Record) -> Result:
 
 #: Every rule, in the order of `SYMPTOMS`.
 RULES: tuple[Callable[[Record], Result], ...] = (
+    non_finite_values,
     loss_diverged,
     exploding_gradients,
     vanishing_gradients,
     saturated_units,
     dead_units,
     loss_spikes,
+    oscillating_loss,
     updates_too_small,
     stalled,
     overfitting,
@@ -494,6 +611,10 @@ def diagnose(record: Record) -> Diagnosis:
     # moves its weights little, and one that diverged moves them wildly: the
     # cause is named, not the consequence (whose fix, a higher rate, would be wrong).
     named = {f.symptom for f in findings}
+    # After a NaN or inf in the data or the weights, what the net does is its
+    # consequence: only the loss is still worth saying.
+    if "non_finite_values" in named:
+        findings = [f for f in findings if f.symptom in ("non_finite_values", "loss_diverged")]
     if {"loss_diverged", "vanishing_gradients", "saturated_units", "dead_units"} & named:
         findings = [f for f in findings if f.symptom != "updates_too_small"]
     # Dead ReLU units pass no gradient down: the gradient then vanishes too.

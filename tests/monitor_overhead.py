@@ -1,0 +1,95 @@
+"""What watching a run with `TrainingMonitor` costs: the time per step of
+three runs, unwatched and watched, at one step per Keras log (the monitor's
+most expensive case: it sees every step). `python tests/monitor_overhead.py`
+prints the table; the numbers in the monitor's docstring and in notebook 07
+come from it.
+
+Each run is timed after a warm-up epoch (Keras traces its train step once);
+a watched run includes the monitor's fixed costs (tracing its probe and its
+update sizes, about 24 probe measurements), so the ratio is an upper bound
+for longer runs. Runs alternate, and the median of `REPEATS` is reported.
+"""
+
+from __future__ import annotations
+
+import time
+
+import keras
+import numpy as np
+import pandas as pd
+
+from helpers.data import make_adding_problem
+from helpers.monitor import TrainingMonitor
+
+REPEATS = 3
+EPOCHS = 2
+
+
+def mlp(widths):
+    layers = [keras.Input((64,))]
+    layers += [keras.layers.Dense(w, "relu", kernel_initializer="he_normal") for w in widths]
+    return keras.Sequential([*layers, keras.layers.Dense(10, "softmax")])
+
+
+def rnn():
+    """Notebook 07's run E: a ReLU SimpleRNN(32) on the adding problem."""
+    return keras.Sequential(
+        [keras.Input((20, 2)), keras.layers.SimpleRNN(32, "relu"), keras.layers.Dense(1)]
+    )
+
+
+def classification(n=8192):
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(n, 64)).astype("float32"), rng.integers(0, 10, n)
+
+
+CASES = {
+    "MLP, 34k weights": (
+        lambda: mlp([128, 128, 64]),
+        classification,
+        "sparse_categorical_crossentropy",
+    ),
+    "MLP, 1.5M weights": (
+        lambda: mlp([1024, 1024, 384]),
+        classification,
+        "sparse_categorical_crossentropy",
+    ),
+    "07's RNN (run E)": (rnn, lambda: make_adding_problem(4000, 20, seed=0), "mse"),
+}
+
+
+def seconds_per_step(model, x, y, watched: bool) -> float:
+    callbacks = [TrainingMonitor(x[:256], y[:256])] if watched else []
+    start = time.perf_counter()
+    model.fit(x, y, epochs=EPOCHS, batch_size=32, verbose=0, callbacks=callbacks)
+    return (time.perf_counter() - start) / (EPOCHS * -(-len(x) // 32))
+
+
+def overhead() -> pd.DataFrame:
+    rows = []
+    for name, (build, data, loss) in CASES.items():
+        x, y = data()
+        model = build()
+        model.compile(optimizer=keras.optimizers.SGD(1e-3), loss=loss)
+        model.fit(x, y, epochs=1, batch_size=32, verbose=0)  # warm-up: tracing
+        times = {False: [], True: []}
+        for _ in range(REPEATS):
+            for watched in (False, True):
+                times[watched].append(seconds_per_step(model, x, y, watched))
+        plain, watched = np.median(times[False]), np.median(times[True])
+        rows.append(
+            {
+                "run": name,
+                "weights": model.count_params(),
+                "ms/step unwatched": 1e3 * plain,
+                "ms/step watched": 1e3 * watched,
+                "ratio": watched / plain,
+            }
+        )
+    return pd.DataFrame(rows).set_index("run")
+
+
+if __name__ == "__main__":
+    import helpers  # noqa: F401  (quiet TensorFlow start-up)
+
+    print(overhead().round(2).to_string())
