@@ -10,8 +10,8 @@ Keras in its solution cells; the tests use `fixed`).
 
 The cases are the course's own failures, at the settings of their notebooks
 or smaller, met as a practitioner meets them (symptom, then cause). The
-notebook diagnoses A, B, D and E and leaves C to the learner (its two Adam
-runs would take the notebook past its time budget); the tests run all five:
+notebook diagnoses A, B, D, E and F and leaves C to the learner, with its
+solution at the end; the tests run all six:
 
 * ``"A"``: stuck at chance; a deep sigmoid MLP with a fixed-scale normal
   initializer, N(0, 0.5) (01). Fix: SELU with LeCun init.
@@ -26,6 +26,10 @@ runs would take the notebook past its time budget); the tests run all five:
   SimpleRNN(32) on the adding problem, SGD with momentum 0.9 at 0.03, whose
   steps meet the cliffs of its loss surface (03). Fix: ``global_clipnorm=0.3``
   at the same rate (notebook 03's fix).
+* ``"F"``: NaN at the first step, from a well-built net (the fix of B) and a
+  data bug: the inputs standardized by hand, ``(x - mean) / std``, where the
+  pixels blank in every training image have a standard deviation of 0. Fix:
+  leave such columns unscaled (``StandardScaler`` does).
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from helpers.training import (
 )
 
 #: The mysteries, in the notebook's order.
-MYSTERIES = ("A", "B", "C", "D", "E")
+MYSTERIES = ("A", "B", "C", "D", "E", "F")
 
 #: The symptom of `helpers.monitor.SYMPTOMS` that names each mystery's cause.
 EXPECTED_SYMPTOM = {
@@ -58,6 +62,7 @@ EXPECTED_SYMPTOM = {
     "C": "dead_units",
     "D": "loss_diverged",
     "E": "loss_spikes",
+    "F": "non_finite_values",
 }
 
 #: Depth (hidden layers) of mystery A's sigmoid MLP, and width of every MLP.
@@ -105,6 +110,13 @@ _CAUSES = {
         "has cliffs: whenever the net starts to leave the plateau of the mean predictor, a "
         "batch puts its weights on one, the gradient jumps (by one to three orders of "
         "magnitude in its runs), and the step throws the weights back (notebook 03)"
+    ),
+    "F": (
+        "a data bug, not a training one: the net is run B's fix (He init, SGD at 0.05), but "
+        "the inputs were standardized by hand, (x - x.mean(axis=0)) / x.std(axis=0); the "
+        "pixels that are blank in every training image have a standard deviation of 0, and "
+        "0 / 0 is NaN in those columns of every example (notebook 07's checklist: check the "
+        "data first)"
     ),
 }
 
@@ -231,7 +243,25 @@ _BUILDERS: dict[str, tuple[Callable[[int], keras.Model], Callable[[int], keras.M
         ),
         RNN_EPOCHS,
     ),
+    # F: run B's fix; its fault is in the data (`_standardized_by_hand`).
+    "F": (
+        lambda depth: _mlp("relu", "he_normal", keras.optimizers.SGD(0.05), RELU_DEPTH),
+        lambda depth: _mlp("relu", "he_normal", keras.optimizers.SGD(0.05), RELU_DEPTH),
+        DIGIT_EPOCHS,
+    ),
 }
+
+
+def _standardized_by_hand(split: Split, guarded: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The training and validation inputs standardized with the training
+    set's mean and standard deviation, as a learner writes it in NumPy; a
+    column of zero spread gives 0 / 0 = NaN unless `guarded` (its scale is
+    then 1, as in `sklearn.preprocessing.StandardScaler`)."""
+    mean, std = split.x_train.mean(axis=0), split.x_train.std(axis=0)
+    if guarded:
+        std = np.where(std > 0, std, 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return tuple(((x - mean) / std).astype("float32") for x in (split.x_train, split.x_valid))
 
 
 def _run(name: str, seed: int, fixed: bool, depth: int, epochs: int | None) -> Run:
@@ -246,9 +276,10 @@ def _run(name: str, seed: int, fixed: bool, depth: int, epochs: int | None) -> R
         x_valid, y_valid = make_adding_problem(1000, SEQUENCE_LENGTH, seed=seed + 1)
         return Run(name, model, x, y, epochs, 32, seed, x_valid, y_valid)
     data = digits()
-    return Run(
-        name, model, data.x_train, data.y_train, epochs, 32, seed, data.x_valid, data.y_valid
-    )
+    x_train, x_valid = data.x_train, data.x_valid
+    if name == "F":
+        x_train, x_valid = _standardized_by_hand(data, guarded=fixed)
+    return Run(name, model, x_train, data.y_train, epochs, 32, seed, x_valid, data.y_valid)
 
 
 def mystery(name: str, seed: int = 0, depth: int = DEPTH, epochs: int | None = None) -> Run:

@@ -4,10 +4,13 @@ most expensive case: it sees every step). `python tests/monitor_overhead.py`
 prints the table; the numbers in the monitor's docstring and in notebook 07
 come from it.
 
-Each run is timed after a warm-up epoch (Keras traces its train step once);
-a watched run includes the monitor's fixed costs (tracing its probe and its
-update sizes, about 24 probe measurements), so the ratio is an upper bound
-for longer runs. Runs alternate, and the median of `REPEATS` is reported.
+Each model is timed after a warm-up epoch (Keras traces its train step
+once), for runs of `SHORT` and `LONG` epochs of 256 steps, unwatched and
+watched, alternating, the median of `REPEATS`. The cost per step is the
+difference between the long and the short run's times over their difference
+in steps: the monitor's fixed cost per run (tracing its probe and its update
+sizes, about 24 probe measurements) cancels, and is reported
+apart.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ import pandas as pd
 from helpers.data import make_adding_problem
 from helpers.monitor import TrainingMonitor
 
-REPEATS = 3
-EPOCHS = 2
+REPEATS = 2
+SHORT, LONG = 2, 6
 
 
 def mlp(widths):
@@ -58,32 +61,44 @@ CASES = {
 }
 
 
-def seconds_per_step(model, x, y, watched: bool) -> float:
+def seconds(model, x, y, epochs: int, watched: bool) -> float:
     callbacks = [TrainingMonitor(x[:256], y[:256])] if watched else []
     start = time.perf_counter()
-    model.fit(x, y, epochs=EPOCHS, batch_size=32, verbose=0, callbacks=callbacks)
-    return (time.perf_counter() - start) / (EPOCHS * -(-len(x) // 32))
+    model.fit(x, y, epochs=epochs, batch_size=32, verbose=0, callbacks=callbacks)
+    return time.perf_counter() - start
 
 
 def overhead() -> pd.DataFrame:
     rows = []
     for name, (build, data, loss) in CASES.items():
         x, y = data()
+        steps_per_epoch = -(-len(x) // 32)
         model = build()
         model.compile(optimizer=keras.optimizers.SGD(1e-3), loss=loss)
         model.fit(x, y, epochs=1, batch_size=32, verbose=0)  # warm-up: tracing
-        times = {False: [], True: []}
-        for _ in range(REPEATS):
-            for watched in (False, True):
-                times[watched].append(seconds_per_step(model, x, y, watched))
-        plain, watched = np.median(times[False]), np.median(times[True])
+        times = {}
+        for watched in (False, True):
+            for epochs in (SHORT, LONG):
+                times[watched, epochs] = np.median(
+                    [seconds(model, x, y, epochs, watched) for _ in range(REPEATS)]
+                )
+        per_step = {
+            w: (times[w, LONG] - times[w, SHORT]) / ((LONG - SHORT) * steps_per_epoch)
+            for w in (False, True)
+        }
+        fixed = (times[True, SHORT] - times[False, SHORT]) - SHORT * steps_per_epoch * (
+            per_step[True] - per_step[False]
+        )
         rows.append(
             {
                 "run": name,
                 "weights": model.count_params(),
-                "ms/step unwatched": 1e3 * plain,
-                "ms/step watched": 1e3 * watched,
-                "ratio": watched / plain,
+                "ms/step unwatched": 1e3 * per_step[False],
+                "ms/step watched": 1e3 * per_step[True],
+                "ratio per step": per_step[True] / per_step[False],
+                "fixed cost per run (s)": fixed,
+                f"ratio, whole {SHORT * steps_per_epoch}-step run": times[True, SHORT]
+                / times[False, SHORT],
             }
         )
     return pd.DataFrame(rows).set_index("run")

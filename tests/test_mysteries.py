@@ -15,8 +15,8 @@ SEEDS = (1, 2)
 # and for each fix to train clearly beyond chance. E gets its full 8 epochs
 # (None) both ways: its cliffs come when the net starts to leave the plateau,
 # and its fix needs them to beat the one-marker baseline.
-FAILING_EPOCHS = {"A": 2, "B": 2, "C": 2, "D": 2, "E": None}
-FIXED_EPOCHS = {"A": 3, "B": 3, "C": 3, "D": 3, "E": None}
+FAILING_EPOCHS = {"A": 2, "B": 2, "C": 2, "D": 2, "E": None, "F": 2}
+FIXED_EPOCHS = {"A": 3, "B": 3, "C": 3, "D": 3, "E": None, "F": 3}
 
 
 @pytest.fixture(scope="module")
