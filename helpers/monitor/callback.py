@@ -29,16 +29,19 @@ PROBE_SAMPLES = 24
 EAGER_MEASUREMENTS = 2
 EAGER_RUN = 12
 
-#: Models with more parameters than this do not get the size of each update
-#: measured (it keeps two copies of the weights; the monitor notes it).
-MAX_UPDATE_PARAMETERS = 20_000_000
+#: Entries of a weight tensor read for the update sizes: a larger tensor is
+#: represented by this many of its entries, drawn once (uniformly, fixed for
+#: the run), its sums of squares scaled by size / SAMPLED_ENTRIES (an
+#: unbiased estimate). Reading every weight at every log cost the train step
+#: of a 1.5-million-weight MLP half its time again (memory traffic).
+SAMPLED_ENTRIES = 4096
 
 #: The update sizes take at most this share of the run's time: a log is
 #: skipped (its update, NaN, is folded into the next measured one) while the
-#: time they took exceeds it. A measurement costs a fixed 0.4 ms or so plus
-#: about 1.5 ms per million weights (2-core CPU); steps of 1.6 ms (a 35,000
-#: weight MLP, one step per log) get about three logs in four measured, steps
-#: of 2.7 ms (notebook 07's RNN) every log.
+#: time they took exceeds it. Below it every log is measured, and what is
+#: measured does not depend on the machine's speed: notebook 07's RNN (steps
+#: of about 2.7 ms, a measurement of about 0.4 ms) stays below it on the CPUs
+#: measured; at 0.1 its spikes went unmeasured on some seeds.
 UPDATE_BUDGET = 0.2
 
 
@@ -75,29 +78,47 @@ class _UpdateSizes:
     """The size of the weights' change per step since the previous call, of
     that change's difference from the previous call's, and of the weights,
     computed where the weights are: one traced call returns three numbers, no
-    weight is copied to the host. It keeps a copy of the weights and of the
-    last update (twice the model's weights in memory)."""
+    weight is copied to the host. A tensor of more than `SAMPLED_ENTRIES`
+    entries is read through a fixed sample of them; the copies kept of the
+    weights and of the last update hold those entries only."""
 
     def __init__(self, variables: list):
         self.variables = variables
-        weights = [tf.cast(v.value, tf.float32) for v in variables]
+        rng = np.random.default_rng(0)
+        self.samples, self.scales = [], []
+        for variable in variables:
+            size = math.prod(variable.shape)
+            if size > SAMPLED_ENTRIES:
+                chosen = np.sort(rng.choice(size, SAMPLED_ENTRIES, replace=False))
+                self.samples.append(tf.constant(chosen, tf.int64))
+                self.scales.append(size / SAMPLED_ENTRIES)
+            else:
+                self.samples.append(None)
+                self.scales.append(1.0)
+        weights = [self._read(v, i) for v, i in zip(variables, self.samples, strict=True)]
         self.previous = [tf.Variable(w, trainable=False) for w in weights]
         self.updates = [tf.Variable(tf.zeros_like(w), trainable=False) for w in weights]
         self.calls, self.pending, self.spent = 0, 0, 0.0
         self.measured = False  # whether the last call measured (or the budget skipped it)
         self.started = time.perf_counter()
-        self._call = tf.function(self._sizes)
+        # Plain Python loops over the weights: no AutoGraph, much faster to trace.
+        self._call = tf.function(self._sizes, autograph=False)
+
+    @staticmethod
+    def _read(variable, sample):
+        flat = tf.reshape(variable.value, [-1])
+        return tf.cast(flat if sample is None else tf.gather(flat, sample), tf.float32)
 
     def _sizes(self, steps):
         update_sq, change_sq, weight_sq = [], [], []
-        for variable, previous, last in zip(
-            self.variables, self.previous, self.updates, strict=True
+        for variable, sample, scale, previous, last in zip(
+            self.variables, self.samples, self.scales, self.previous, self.updates, strict=True
         ):
-            current = tf.cast(variable.value, tf.float32)
+            current = self._read(variable, sample)
             update = (current - previous) / steps
-            update_sq.append(tf.reduce_sum(tf.square(update)))
-            change_sq.append(tf.reduce_sum(tf.square(update - last)))
-            weight_sq.append(tf.reduce_sum(tf.square(current)))
+            update_sq.append(scale * tf.reduce_sum(tf.square(update)))
+            change_sq.append(scale * tf.reduce_sum(tf.square(update - last)))
+            weight_sq.append(scale * tf.reduce_sum(tf.square(current)))
             previous.assign(current)
             last.assign(update)
         return tf.sqrt(tf.stack([tf.add_n(update_sq), tf.add_n(change_sq), tf.add_n(weight_sq)]))
@@ -165,13 +186,15 @@ class TrainingMonitor(keras.callbacks.Callback):
     `steps`, `probes`, `layer_gradients`, `backprop`, `activations` and
     `epochs` are also attributes of the monitor.
 
-    Cost, measured on a 2-core CPU (TF 2.21): a fixed 0.1 to 0.6 s per run
-    (tracing, and about `PROBE_SAMPLES` forward and backward passes on the
-    probe), then per step: 1.1x to 1.2x the unwatched time with
-    `steps_per_execution=32` (a 35,000-weight MLP), 1.3x to 1.5x with one step
-    per log (the same MLP, notebook 07's RNN, a 1.5-million-weight MLP),
-    where Keras hands every step's loss to the monitor and the update sizes
-    take up to `UPDATE_BUDGET` of the time. Watch a fast run with
+    Cost, measured by ``tests/monitor_overhead.py`` on a 2-core CPU (TF 2.21)
+    with one step per log, the monitor's most expensive case (Keras hands it
+    every step's loss): a fixed 0.5 to 1.2 s per run (building and tracing the
+    probe, about `PROBE_SAMPLES` forward and backward passes on it), then
+    1.35x to 1.45x the unwatched time per step on 34,000- and
+    1.5-million-weight MLPs over 2,048 steps and on notebook 07's RNN over
+    1,000 (the update sizes read a fixed sample of each large weight tensor
+    and take at most `UPDATE_BUDGET` of the time). A short run pays mostly
+    the fixed part: 1.7x to 2.7x over 250 to 512 steps. Watch a fast run with
     ``steps_per_execution`` > 1 when its steps are short.
     """
 
@@ -228,14 +251,7 @@ class TrainingMonitor(keras.callbacks.Callback):
             if min(n_logs, math.ceil(steps * epochs / self._every)) <= EAGER_RUN:
                 self._trace_after = math.inf
         variables = self.model.trainable_variables
-        self._sizes = None
-        if sum(math.prod(v.shape) for v in variables) > MAX_UPDATE_PARAMETERS:
-            self.record.notes.append(
-                f"more than {MAX_UPDATE_PARAMETERS:,} weights: the size of each update is not "
-                "measured (spikes are judged from the loss and the probe)"
-            )
-        elif variables:
-            self._sizes = _UpdateSizes(variables)
+        self._sizes = _UpdateSizes(variables) if variables else None
         step = _step_of(self.model)
         n = self.record.probe_size
         for part, arrays in (("inputs", self.x_probe), ("labels", self.y_probe)):

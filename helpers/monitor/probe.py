@@ -109,7 +109,7 @@ class Probe:
         self.watched: list[tuple[str, bool, str | None]] = []
         self._probe_model = None
         self._build()
-        self._traced = tf.function(self._step)
+        self._traced = tf.function(self._step, autograph=False)  # no tensor-dependent Python
 
     # --------------------------------------------------------------- set-up
     def _build(self) -> None:
