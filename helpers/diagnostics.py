@@ -166,7 +166,8 @@ def activation_stats(model: keras.Sequential, x, training: bool = False) -> pd.D
                 "z15": z15,
                 "z50": z50,
                 "z85": z85,
-                "z_spread": float(record["z"].std(axis=0).mean()),
+                # In float64: NumPy's float32 sum inflates a spread near float32's resolution.
+                "z_spread": float(record["z"].astype("float64").std(axis=0).mean()),
             }
         )
     frame = pd.DataFrame(rows)
