@@ -193,3 +193,10 @@ def test_oscillating_loss_threshold():
     spike = np.linspace(2.0, 1.0, 100)
     spike[55] = 50.0  # one log far above the rest: loss_spikes' case
     assert "oscillating_loss" not in named(step_losses=spike)
+
+
+def test_an_oscillating_loss_is_not_also_called_overfitting():
+    levels = np.repeat([2.0, 0.5, 1.5, 0.5, 1.5, 0.5, 1.5, 0.5, 1.5, 0.2], 10)
+    record = make_record(step_losses=levels, val_losses=[1.0, 2.0, 3.0, 3.0, 3.0])
+    assert rules.overfitting(record) is not None  # the rule alone would name it
+    assert named_of(record) == ["oscillating_loss"]

@@ -617,6 +617,10 @@ def diagnose(record: Record) -> Diagnosis:
         findings = [f for f in findings if f.symptom in ("non_finite_values", "loss_diverged")]
     if {"loss_diverged", "vanishing_gradients", "saturated_units", "dead_units"} & named:
         findings = [f for f in findings if f.symptom != "updates_too_small"]
+    # A loss that jumps about at too high a rate leaves a validation loss that says
+    # nothing about generalization (as OVERFIT_TRAIN_RISE says of a climbing one).
+    if "oscillating_loss" in named:
+        findings = [f for f in findings if f.symptom != "overfitting"]
     # Dead ReLU units pass no gradient down: the gradient then vanishes too.
     if "dead_units" in named:
         findings = [f for f in findings if f.symptom != "vanishing_gradients"]
