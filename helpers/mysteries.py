@@ -200,6 +200,12 @@ def _rnn(optimizer: keras.optimizers.Optimizer, steps_per_execution: int) -> ker
     return model
 
 
+def _relu_he_sgd(depth: int) -> keras.Model:
+    """Run B's fix, also D's and F's net: notebook 06's 8-layer ReLU MLP with
+    He initialization and plain SGD at 0.05 (`depth` is A's only)."""
+    return _mlp("relu", "he_normal", keras.optimizers.SGD(0.05), RELU_DEPTH)
+
+
 _BUILDERS: dict[str, tuple[Callable[[int], keras.Model], Callable[[int], keras.Model], int]] = {
     # name: (the mystery, its fix, epochs)
     "A": (
@@ -220,7 +226,7 @@ _BUILDERS: dict[str, tuple[Callable[[int], keras.Model], Callable[[int], keras.M
             keras.optimizers.SGD(0.05),
             RELU_DEPTH,
         ),
-        lambda depth: _mlp("relu", "he_normal", keras.optimizers.SGD(0.05), RELU_DEPTH),
+        _relu_he_sgd,
         DIGIT_EPOCHS,
     ),
     "C": (
@@ -230,7 +236,7 @@ _BUILDERS: dict[str, tuple[Callable[[int], keras.Model], Callable[[int], keras.M
     ),
     "D": (
         lambda depth: _mlp("relu", "he_normal", keras.optimizers.SGD(2.0), RELU_DEPTH),
-        lambda depth: _mlp("relu", "he_normal", keras.optimizers.SGD(0.05), RELU_DEPTH),
+        _relu_he_sgd,
         DIGIT_EPOCHS,
     ),
     "E": (
@@ -245,8 +251,8 @@ _BUILDERS: dict[str, tuple[Callable[[int], keras.Model], Callable[[int], keras.M
     ),
     # F: run B's fix; its fault is in the data (`_standardized_by_hand`).
     "F": (
-        lambda depth: _mlp("relu", "he_normal", keras.optimizers.SGD(0.05), RELU_DEPTH),
-        lambda depth: _mlp("relu", "he_normal", keras.optimizers.SGD(0.05), RELU_DEPTH),
+        _relu_he_sgd,
+        _relu_he_sgd,
         DIGIT_EPOCHS,
     ),
 }
