@@ -111,6 +111,31 @@ def _split_and_standardize(
     )
 
 
+def few_shot(task: Split, n_per_class: int, seed: int) -> Split:
+    """`task` with a training set of `n_per_class` examples of every class,
+    drawn at random (by `seed`) from its labelled pool; the validation and
+    test sets are unchanged."""
+    available = np.bincount(task.y_train, minlength=task.n_classes).min()
+    if not 1 <= n_per_class <= available:
+        raise ValueError(f"n_per_class must be from 1 to {available}, not {n_per_class}")
+    rng = np.random.default_rng(seed)
+    chosen = np.concatenate(
+        [
+            rng.choice(np.flatnonzero(task.y_train == label), n_per_class, replace=False)
+            for label in range(task.n_classes)
+        ]
+    )
+    return Split(
+        task.x_train[chosen],
+        task.y_train[chosen],
+        task.x_valid,
+        task.y_valid,
+        task.x_test,
+        task.y_test,
+        task.class_names,
+    )
+
+
 def load_digits_split(
     classes: Sequence[int] | None = None,
     valid_fraction: float = 0.2,

@@ -437,10 +437,13 @@ def plot_rate_window(
     blew_up: str | None = None,
     reference: Mapping[str, float] | None = None,
     ax: plt.Axes | None = None,
+    x: str = "rate",
+    xlabel: str = "learning rate",
 ) -> plt.Axes:
     """A learning-rate window: `column` against the rate, one curve per
     configuration (its median over seeds), every seed a dot, on a log rate
-    axis.
+    axis. `x` and `xlabel` plot it against another setting (a
+    regularizer's strength) instead of the rate.
 
     Example::
 
@@ -461,12 +464,12 @@ def plot_rate_window(
         color = f"C{index}"
         bad = rows[blew_up].to_numpy(bool) if blew_up else np.zeros(len(rows), bool)
         fine = rows[~bad]
-        median = fine.groupby("rate")[column].median()
+        median = fine.groupby(x)[column].median()
         ax.plot(median.index, median, "-", color=color, linewidth=2, label=f"{config} (median)")
-        ax.scatter(fine["rate"] * offsets[index], fine[column], color=color, s=14, alpha=0.6)
+        ax.scatter(fine[x] * offsets[index], fine[column], color=color, s=14, alpha=0.6)
         if bad.any():
             ax.scatter(
-                rows.loc[bad, "rate"] * offsets[index],
+                rows.loc[bad, x] * offsets[index],
                 [0.95] * int(bad.sum()),
                 transform=top,
                 marker="x",
@@ -484,7 +487,7 @@ def plot_rate_window(
     if blew_up and runs[blew_up].any():  # room for the band of blow-ups
         low, high = ax.get_ylim()
         ax.set_ylim(low, high * 4 if log else high + 0.2 * (high - low))
-    ax.set_xlabel("learning rate")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)

@@ -11,7 +11,7 @@ sits says nothing about which digit it is, and a model has to learn that.
   11,000 images). Model A is a small convolutional net; with that many
   translated examples it learns stroke detectors and to ignore the position.
 - The *target task*, notebook 04's: the digits 5 to 9, which model A has never
-  seen, with a few labelled images per digit (`few_shot`).
+  seen, with a few labelled images per digit (`helpers.data.few_shot`).
 
 `helpers.course.model_a` regenerates the model file. The target task is split
 once into a labelled *pool*, a validation set and a test set (each image at a
@@ -33,7 +33,7 @@ import pandas as pd
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from helpers.data import Split, keep_classes
+from helpers.data import Split, few_shot, keep_classes
 from helpers.seeding import seed_new_weights
 from helpers.training import (
     ReusedModel,
@@ -136,31 +136,6 @@ def load_target_task(split_seed: int = 0, centered: bool = False) -> Split:
         place_on_canvas(x_test, rng),
         y_test,
         names,
-    )
-
-
-def few_shot(task: Split, n_per_class: int, seed: int) -> Split:
-    """`task` with a training set of `n_per_class` examples of every class,
-    drawn at random (by `seed`) from its labelled pool; the validation and
-    test sets are unchanged."""
-    available = np.bincount(task.y_train, minlength=task.n_classes).min()
-    if not 1 <= n_per_class <= available:
-        raise ValueError(f"n_per_class must be from 1 to {available}, not {n_per_class}")
-    rng = np.random.default_rng(seed)
-    chosen = np.concatenate(
-        [
-            rng.choice(np.flatnonzero(task.y_train == label), n_per_class, replace=False)
-            for label in range(task.n_classes)
-        ]
-    )
-    return Split(
-        task.x_train[chosen],
-        task.y_train[chosen],
-        task.x_valid,
-        task.y_valid,
-        task.x_test,
-        task.y_test,
-        task.class_names,
     )
 
 

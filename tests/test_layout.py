@@ -77,7 +77,8 @@ def test_no_notebook_imports_the_course_tooling():
 #: One module per topic: plumbing that serves one topic and imports only the
 #: library. What two topics share belongs in the library.
 TOPIC_MODULES = {
-    f"helpers.{name}" for name in ("clipping", "transfer", "optimizers", "schedules", "mysteries")
+    f"helpers.{name}"
+    for name in ("clipping", "transfer", "optimizers", "schedules", "mysteries", "regularization")
 }
 
 

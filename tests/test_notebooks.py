@@ -75,6 +75,16 @@ QUICK_RERUNS = {
         "n_seeds": 1,
     },
     "07": {"seed": 3, "depth": 4, "epochs": 2, "probe_size": 64},
+    "08": {
+        "seed": 3,
+        "n_per_class": 30,
+        "depth": 2,
+        "width": 32,
+        "steps": 30,
+        "learning_rate": 0.003,
+        "n_seeds": 1,
+        "mc_passes": 3,
+    },
 }
 # One bad value per notebook, with what the error must mention.
 BAD_PARAMETERS = {
@@ -88,6 +98,7 @@ BAD_PARAMETERS = {
     ),
     "06": ({"peak_rate": 0}, ["'peak_rate'", "got 0", "a number > 0"]),
     "07": ({"probe_size": 8}, ["'probe_size'", "got 8", "an integer from 16 to 1024"]),
+    "08": ({"n_per_class": 1}, ["'n_per_class'", "got 1", "an integer from 2 to 100"]),
 }
 
 ids = [path.stem for path in NOTEBOOKS]

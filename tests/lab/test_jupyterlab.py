@@ -26,8 +26,10 @@ if not os.environ.get("COURSE_TEST_LAB"):
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOK = os.environ.get("COURSE_TEST_LAB_NOTEBOOK", "04_reusing_pretrained_layers.ipynb")
-SCREENSHOT = ROOT / "build" / "jupyterlab.png"
+#: The notebooks run in the browser (comma-separated in COURSE_TEST_LAB_NOTEBOOKS).
+NOTEBOOKS = os.environ.get(
+    "COURSE_TEST_LAB_NOTEBOOKS", "04_reusing_pretrained_layers.ipynb,08_regularization.ipynb"
+).split(",")
 TOKEN = "course-test-lab"
 START_S, RUN_S, SAVE_S = 120, 900, 60  # generous: a slow laptop runs the notebook in 60 s
 
@@ -48,13 +50,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(params=NOTEBOOKS)
+def notebook(request) -> str:
+    return request.param
+
+
 @pytest.fixture
-def lab(tmp_path):
+def lab(tmp_path, notebook):
     """JupyterLab as `make lab` starts it, on a copy of notebooks/ with the
     outputs cleared, its settings and workspaces in tmp_path; yields
     (url, the copied notebooks folder); stopped in all cases."""
     notebooks = Path(shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks"))
-    path = notebooks / NOTEBOOK
+    path = notebooks / notebook
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
@@ -129,10 +136,11 @@ def page():
             browser.close()
 
 
-def test_run_all_cells_in_jupyterlab_then_save(lab, page):
+def test_run_all_cells_in_jupyterlab_then_save(lab, page, notebook):
     url, notebooks = lab
+    screenshot = ROOT / "build" / f"jupyterlab_{notebook[:2]}.png"
     try:
-        page.goto(f"{url}/lab/tree/{NOTEBOOK}?token={TOKEN}", timeout=START_S * 1000)
+        page.goto(f"{url}/lab/tree/{notebook}?token={TOKEN}", timeout=START_S * 1000)
         # The kernel has started and is connected: the status bar says so.
         status = page.locator("#jp-main-statusbar").get_by_text("| Idle")
         status.wait_for(timeout=START_S * 1000)
@@ -151,10 +159,10 @@ def test_run_all_cells_in_jupyterlab_then_save(lab, page):
         if claims.count():  # the screenshot shows the first claims printed
             claims.first.scroll_into_view_if_needed()
     finally:  # the state of the page, also when a step above failed
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        page.screenshot(path=str(SCREENSHOT))
+        screenshot.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(screenshot))
 
-    nb = nbformat.read(notebooks / NOTEBOOK, as_version=4)
+    nb = nbformat.read(notebooks / notebook, as_version=4)
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     outputs = [output for cell in code for output in cell.outputs]
     errors = [f"{o.ename}: {o.evalue}" for o in outputs if o.output_type == "error"]
