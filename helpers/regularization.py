@@ -22,7 +22,7 @@ import pandas as pd
 from keras import ops
 
 from helpers.data import Split, few_shot
-from helpers.training import evaluate, runs_over_seeds, train_passes
+from helpers.training import RunModel, evaluate, runs_over_seeds, train_passes
 
 
 def regularized_mlp(
@@ -145,7 +145,7 @@ def mc_predict(model: keras.Model, x, passes: int) -> np.ndarray:
 
 
 def regularization_runs(
-    models: Mapping[str, keras.Model | Callable[[], keras.Model]],
+    models: Mapping[str, RunModel],
     data: Split,
     n_per_class: int,
     seeds: Iterable[int],
@@ -154,8 +154,9 @@ def regularization_runs(
 ) -> pd.DataFrame:
     """Train every configuration once per seed and score it.
 
-    `models` maps a label to a compiled model, or to a function that builds
-    and compiles one (called when its turn comes). Run `seed` draws
+    `models` maps a label to what `helpers.training.runs_over_seeds` takes:
+    a compiled model, a pair (compiled model, learning rate), or a function
+    that builds and compiles one (called when its turn comes). Run `seed` draws
     ``few_shot(data, n_per_class, seed)`` and its initial weights under
     `seed`, then takes `steps` full-batch steps.
     Returns one row per (config, seed): ``train_accuracy``, ``val_loss``,
