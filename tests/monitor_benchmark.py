@@ -283,6 +283,15 @@ CASES = (
         batch_size=40,
     ),
     Case(
+        "deep MLP on 100 digits, full batch, 150 steps",
+        lambda: mlp(4, 256),
+        lambda seed: digits(n_train=100),
+        adam(1e-3),
+        150,
+        "overfitting",
+        batch_size=100,
+    ),
+    Case(
         "MLP on shuffled labels",
         lambda: mlp(3, 64),
         lambda seed: digits(seed, shuffled=True),

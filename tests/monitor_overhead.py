@@ -10,6 +10,9 @@ the RNN), unwatched and watched, alternating, the median of `REPEATS`. A
 watched run pays a fixed cost (tracing the probe and the update sizes, about
 24 probe measurements) and a cost per step (the update sizes, within
 `UPDATE_BUDGET` of the run's time): the longer run shows the second more.
+The table separates them: the ratio per further step is the slope between
+the short and the long run (their difference in time over their difference
+in steps, watched against unwatched), the fixed cost what remains.
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ def overhead() -> pd.DataFrame:
         model.compile(optimizer=keras.optimizers.SGD(1e-3), loss=loss)
         model.fit(x, y, epochs=1, batch_size=32, verbose=0)  # warm-up: tracing
         row = {"run": name, "weights": model.count_params()}
+        totals = {}
         for epochs in (SHORT, LONG):
             times = {False: [], True: []}
             for _ in range(REPEATS):
@@ -88,6 +92,12 @@ def overhead() -> pd.DataFrame:
             row[f"{run}: ms/step"] = 1e3 * plain / steps
             row[f"{run}: watched"] = 1e3 * watched / steps
             row[f"{run}: ratio"] = watched / plain
+            totals[run] = (plain, watched, steps)
+        # The cost of a further step, without the fixed part: the slope
+        # between the short and the long run.
+        (plain_s, watched_s, steps_s), (plain_l, watched_l, steps_l) = totals.values()
+        row["per further step: ratio"] = (watched_l - watched_s) / (plain_l - plain_s)
+        row["fixed: s"] = (watched_s - plain_s) - (row["per further step: ratio"] - 1) * plain_s
         rows.append(row)
     return pd.DataFrame(rows).set_index("run")
 

@@ -372,3 +372,34 @@ def test_a_large_weight_tensor_is_read_through_a_sample(monkeypatch):
     exact = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(after, before, strict=True)))
     assert 512 * 256 > callback.SAMPLED_ENTRIES
     assert monitor.steps["update"].iloc[0] == pytest.approx(exact, rel=0.1)
+
+
+def entropy(labels):
+    p = np.bincount(labels) / len(labels)
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+@pytest.mark.parametrize("kind", ["sparse", "sparse (N, 1)", "one-hot", "binary", "regression"])
+def test_the_baseline_loss_is_that_of_the_mean_target(kind):
+    """The loss of predicting the label frequencies (or the mean) is the
+    entropy of the labels (or their variance), under the compiled loss."""
+    x, y = small_data((5,), classes=3)
+    outputs, loss, expected = 3, "sparse_categorical_crossentropy", entropy(y)
+    if kind == "sparse (N, 1)":
+        y = y[:, None]
+    elif kind == "one-hot":
+        y, loss = keras.utils.to_categorical(y, 3), "categorical_crossentropy"
+    elif kind == "binary":
+        y, outputs, loss = (y == 0).astype("float32"), 1, "binary_crossentropy"
+        expected = entropy(y.astype(int))
+    elif kind == "regression":
+        y, outputs, loss = x[:, 0] * 3 + 1, 1, "mse"
+        expected = float(np.var(y))
+    final = {3: "softmax", 1: "sigmoid" if kind == "binary" else None}[outputs]
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(outputs, final)])
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss=loss)
+    monitor = TrainingMonitor(x, y)
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[monitor])
+    assert monitor.record.baseline_loss == pytest.approx(expected, rel=1e-4)
+    assert not any("baseline" in note for note in monitor.notes)

@@ -49,8 +49,10 @@ def make_record(
     )
     if val_losses is not None:
         n = len(val_losses)
+        last = rules.OVERFIT_LAST  # the training loss at the end: 0.01 at the last epochs
+        train = np.r_[np.linspace(1.0, 0.01, n - last + 1)[:-1], [0.01] * last]
         record.epochs = pd.DataFrame(
-            {"epoch": range(1, n + 1), "loss": np.linspace(1.0, 0.01, n), "val_loss": val_losses}
+            {"epoch": range(1, n + 1), "loss": train, "val_loss": val_losses}
         ).set_index("epoch")
     return record
 
@@ -133,19 +135,43 @@ def test_overfitting_is_a_training_fall_that_does_not_carry_over():
     assert [n.rule for n in diagnosis.not_judged] == ["overfitting"]
 
 
+def test_a_memorizing_net_whose_validation_loss_climbs_back_is_overfitting():
+    # Half of the training fall carries over (the first criterion is silent),
+    # but the training loss is a thousandth of the validation loss, which climbs.
+    record = make_record(val_losses=[1.5, 0.8, 0.9, 1.0, 1.0, 1.0])
+    record.epochs["loss"] = [1.0, 0.1, 0.01, 1e-4, 1e-4, 1e-4]
+    assert [f.symptom for f in diagnose(record).findings] == ["overfitting"]
+    record.epochs["val_loss"] = [1.5, 0.9, 0.9, 0.8, 0.8, 0.8]  # still improving
+    assert [f.symptom for f in diagnose(record).findings] == []
+    record.epochs["val_loss"] = [1.5, 0.8, 0.9, 1.0, 1.0, 1.0]
+    record.epochs["loss"] = [1.0, 0.5, 0.2, 0.1, 0.1, 0.1]  # not memorized
+    assert [f.symptom for f in diagnose(record).findings] == []
+
+
+def test_a_net_that_learns_no_more_than_the_label_frequencies_has_stalled():
+    falling = np.linspace(2.6, 2.3, 100)  # a fall of 12 %: more than the first criterion's 10 %
+    assert named(step_losses=falling) == []
+    record = make_record(step_losses=falling)
+    record.baseline_loss = 2.3 / rules.STALLED_BASELINE * 0.99  # the end within the threshold
+    assert named_of(record) == ["stalled"]
+    record.baseline_loss = 2.3 / rules.STALLED_BASELINE * 1.1
+    assert named_of(record) == []
+
+
 def test_a_record_survives_save_and_load(tmp_path):
     record = make_record(
         activations=[{"layer": "d", "activation": "relu", "dead": 0.6, "inactive": 0.9}],
         val_losses=[1.0, 0.6, 0.5, 0.8, 0.8, 1.9],
     )
     record.notes.append("a note")
+    record.baseline_loss = 2.3
     record.save(tmp_path / "run.json")
     loaded = Record.load(tmp_path / "run.json")
     for name in ("steps", "probes", "backprop", "activations", "epochs"):
         pd.testing.assert_frame_equal(
             getattr(loaded, name), getattr(record, name), check_dtype=False
         )
-    assert loaded.notes == ["a note"] and loaded.probe_size == 2
+    assert loaded.notes == ["a note"] and loaded.probe_size == 2 and loaded.baseline_loss == 2.3
     assert diagnose(loaded) == diagnose(record)
 
 

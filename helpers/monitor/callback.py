@@ -38,11 +38,11 @@ SAMPLED_ENTRIES = 4096
 
 #: The update sizes take at most this share of the run's time: a log is
 #: skipped (its update, NaN, is folded into the next measured one) while the
-#: time they took exceeds it. Below it every log is measured, and what is
-#: measured does not depend on the machine's speed: notebook 07's RNN (steps
-#: of about 2.7 ms, a measurement of about 0.4 ms) stays below it on the CPUs
-#: measured; at 0.1 its spikes went unmeasured on some seeds.
-UPDATE_BUDGET = 0.2
+#: time they took exceeds it. A measurement costs about 0.4 to 0.6 ms within
+#: `fit` on the 2-core CPU measured (`tests/monitor_overhead.py`'s runs): at
+#: one step per log, notebook 07's RNN (steps of about 2.3 ms) is measured at
+#: about three logs in four, a 34,000-weight MLP (1 ms steps) at one in three.
+UPDATE_BUDGET = 0.1
 
 
 def _non_finite_rows(arrays) -> np.ndarray:
@@ -77,51 +77,67 @@ def _step_of(model: keras.Model) -> int:
 class _UpdateSizes:
     """The size of the weights' change per step since the previous call, of
     that change's difference from the previous call's, and of the weights,
-    computed where the weights are: one traced call returns three numbers, no
-    weight is copied to the host. A tensor of more than `SAMPLED_ENTRIES`
-    entries is read through a fixed sample of them; the copies kept of the
-    weights and of the last update hold those entries only."""
+    computed where the weights are: one compiled call returns three numbers,
+    no weight is copied to the host. A tensor of more than `SAMPLED_ENTRIES`
+    entries is read through a fixed sample of them; the weights are read into
+    one vector (each sampled entry weighted by size / SAMPLED_ENTRIES), and
+    the copies kept of it and of the last update are one vector each."""
 
     def __init__(self, variables: list):
         self.variables = variables
         rng = np.random.default_rng(0)
-        self.samples, self.scales = [], []
+        self.samples, scales = [], []
         for variable in variables:
             size = math.prod(variable.shape)
             if size > SAMPLED_ENTRIES:
                 chosen = np.sort(rng.choice(size, SAMPLED_ENTRIES, replace=False))
                 self.samples.append(tf.constant(chosen, tf.int64))
-                self.scales.append(size / SAMPLED_ENTRIES)
+                scales.append(np.full(SAMPLED_ENTRIES, size / SAMPLED_ENTRIES, "float32"))
             else:
                 self.samples.append(None)
-                self.scales.append(1.0)
-        weights = [self._read(v, i) for v, i in zip(variables, self.samples, strict=True)]
-        self.previous = [tf.Variable(w, trainable=False) for w in weights]
-        self.updates = [tf.Variable(tf.zeros_like(w), trainable=False) for w in weights]
+                scales.append(np.ones(size, "float32"))
+        self.scales = tf.constant(np.concatenate(scales))
+        weights = self._read()
+        self.previous = tf.Variable(weights, trainable=False)
+        self.last_update = tf.Variable(tf.zeros_like(weights), trainable=False)
         self.calls, self.pending, self.spent = 0, 0, 0.0
         self.measured = False  # whether the last call measured (or the budget skipped it)
         self.started = time.perf_counter()
-        # Plain Python loops over the weights: no AutoGraph, much faster to trace.
-        self._call = tf.function(self._sizes, autograph=False)
+        # Compiled with XLA (one fused kernel: a call costs about half as much
+        # on the CPUs measured), without AutoGraph (plain Python loops).
+        self._call = tf.function(self._sizes, autograph=False, jit_compile=True)
 
-    @staticmethod
-    def _read(variable, sample):
-        flat = tf.reshape(variable.value, [-1])
-        return tf.cast(flat if sample is None else tf.gather(flat, sample), tf.float32)
+    def _read(self):
+        """The weights (or their sampled entries) as one float32 vector."""
+        parts = []
+        for variable, sample in zip(self.variables, self.samples, strict=True):
+            flat = tf.reshape(variable.value, [-1])
+            parts.append(flat if sample is None else tf.gather(flat, sample))
+        return tf.concat([tf.cast(part, tf.float32) for part in parts], axis=0)
 
     def _sizes(self, steps):
-        update_sq, change_sq, weight_sq = [], [], []
-        for variable, sample, scale, previous, last in zip(
-            self.variables, self.samples, self.scales, self.previous, self.updates, strict=True
-        ):
-            current = self._read(variable, sample)
-            update = (current - previous) / steps
-            update_sq.append(scale * tf.reduce_sum(tf.square(update)))
-            change_sq.append(scale * tf.reduce_sum(tf.square(update - last)))
-            weight_sq.append(scale * tf.reduce_sum(tf.square(current)))
-            previous.assign(current)
-            last.assign(update)
-        return tf.sqrt(tf.stack([tf.add_n(update_sq), tf.add_n(change_sq), tf.add_n(weight_sq)]))
+        current = self._read()
+        update = (current - self.previous) / steps
+        squares = tf.stack(
+            [
+                tf.reduce_sum(self.scales * tf.square(update)),
+                tf.reduce_sum(self.scales * tf.square(update - self.last_update)),
+                tf.reduce_sum(self.scales * tf.square(current)),
+            ]
+        )
+        self.previous.assign(current)
+        self.last_update.assign(update)
+        return tf.sqrt(squares)
+
+    def _run(self, steps: float) -> np.ndarray:
+        with without_retracing_warnings():  # a new function per monitor, traced once
+            try:
+                return self._call(tf.constant(steps)).numpy()
+            except Exception:  # noqa: BLE001  (XLA cannot compile it here: a strategy's variables)
+                if self.calls > 1:
+                    raise
+                self._call = tf.function(self._sizes, autograph=False)
+                return self._call(tf.constant(steps)).numpy()
 
     def __call__(self, steps: int) -> tuple[float, float, float]:
         """The sizes over the `steps` since the previous log, or NaN when the
@@ -132,9 +148,8 @@ class _UpdateSizes:
         if not self.measured:
             return (math.nan,) * 3
         self.calls += 1
-        with without_retracing_warnings():  # a new function per monitor, traced once
-            result = self._call(tf.constant(float(self.pending))).numpy()
-        if self.calls > 1:  # the first call traces the function: a cost paid once
+        result = self._run(float(self.pending))
+        if self.calls > 1:  # the first call compiles the function: a cost paid once
             self.spent += time.perf_counter() - start
         self.pending = 0
         size, change, norm = (float(v) for v in result)
@@ -235,6 +250,7 @@ class TrainingMonitor(keras.callbacks.Callback):
             loss_fn=self.loss_fn,
             sample_weight=self.sample_weight,
         )
+        self.record.baseline_loss = self._probe.baseline_loss()
         self.record.notes.extend(self._probe.notes)
         steps, epochs = self.params.get("steps"), self.params.get("epochs")
         if self.every_n_steps:

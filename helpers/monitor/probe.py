@@ -11,6 +11,8 @@ is said in `notes`.
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -58,6 +60,23 @@ def is_recurrent(layer: keras.layers.Layer) -> bool:
 def weight_variables(layer: keras.layers.Layer) -> list:
     """A layer's trainable matrices (kernels, recurrent kernels), no biases."""
     return [v for v in layer.trainable_weights if len(v.shape) >= 2]
+
+
+def _mean_target(y, y_pred):
+    """The mean of the targets `y` over the batch, broadcast to the shape of
+    the prediction `y_pred` (integer class labels one-hot encoded first)."""
+    y_pred = tf.convert_to_tensor(y_pred)
+    target = tf.cast(y, tf.float32)
+    classes = y_pred.shape[-1]
+    if y.shape.rank == y_pred.shape.rank and classes and classes > 1 and y.shape[-1] == 1:
+        target = target[..., 0]  # sparse labels of shape (N, 1)
+    if target.shape.rank == y_pred.shape.rank - 1:
+        if classes and classes > 1:  # sparse labels
+            target = tf.one_hot(tf.cast(target, tf.int32), classes)
+        else:
+            target = target[..., None]
+    mean = tf.reduce_mean(target, axis=0, keepdims=True)
+    return tf.cast(tf.broadcast_to(mean, tf.shape(y_pred)), y_pred.dtype)
 
 
 def graph_outputs(model: keras.Model) -> dict[int, tuple]:
@@ -224,6 +243,34 @@ class Probe:
             "stats": tf.stack(stats) if stats else tf.zeros([0, 2]),
         }
 
+    def baseline_loss(self) -> float:
+        """The loss on the probe batch of the best prediction that ignores the
+        inputs: for each output, the mean of its targets over the batch (a
+        classifier's label frequencies, sparse labels one-hot encoded; a
+        regressor's mean), the optimum of cross-entropy and of squared error.
+        Regularization losses are left out. NaN, with a note, when the targets
+        do not fit the outputs this way."""
+        try:
+            with self._restoring():
+                y_pred, _ = self._predict(self.x)
+            constant = tf.nest.map_structure(_mean_target, self.y, y_pred)
+            if self.loss_fn is not None:
+                loss = tf.reduce_mean(self.loss_fn(self.y, constant))
+            else:
+                with self._restoring():
+                    loss = self.model.compute_loss(
+                        x=self.x, y=self.y, y_pred=constant, sample_weight=self.sample_weight
+                    )
+                if self.model.losses:
+                    loss -= tf.add_n([tf.reduce_sum(v) for v in self.model.losses])
+            return float(loss)
+        except Exception as error:  # an optional measurement: never stop a run for it
+            self.notes.append(
+                "no baseline loss (the mean of the targets as a constant prediction did not "
+                f"fit the outputs: {type(error).__name__}): stalled is judged on the loss's fall"
+            )
+            return float("nan")
+
     def measure(self, traced: bool = True) -> dict[str, np.ndarray]:
         """One measurement (`traced`: through the traced function, a few
         milliseconds once traced; else eagerly, with nothing to trace).
@@ -234,18 +281,28 @@ class Probe:
         statistics, the random generators' state (so every measurement drops
         the same units) and the per-output loss trackers that `fit` logs for a
         model with several outputs. The probe never shows in the training."""
+        distributed = tf.distribute.has_strategy()  # inside a strategy's scope
+        step = self._traced if traced or distributed else self._step
+        with self._restoring():
+            if distributed:  # on one replica
+                strategy = tf.distribute.get_strategy()
+                result = strategy.run(step, (self.x, self.y))
+                result = {k: strategy.experimental_local_results(v)[0] for k, v in result.items()}
+            else:
+                with without_retracing_warnings():  # a new function per monitor, traced once
+                    result = step(self.x, self.y)
+        return {name: value.numpy() for name, value in result.items()}
+
+    @contextlib.contextmanager
+    def _restoring(self):
+        """Put back what a pass in training mode changes: the moving
+        statistics and random states (the model's non-trainable variables)
+        and the loss trackers."""
         trackers = [v for m in self.model.metrics for v in m.variables]
         trackers += self.model.non_trainable_variables
         saved = [v.numpy() for v in trackers]
-        distributed = tf.distribute.has_strategy()  # inside a strategy's scope
-        step = self._traced if traced or distributed else self._step
-        if distributed:  # on one replica
-            strategy = tf.distribute.get_strategy()
-            result = strategy.run(step, (self.x, self.y))
-            result = {k: strategy.experimental_local_results(v)[0] for k, v in result.items()}
-        else:
-            with without_retracing_warnings():  # a new function per monitor, traced once
-                result = step(self.x, self.y)
-        for variable, value in zip(trackers, saved, strict=True):
-            variable.assign(value)
-        return {name: value.numpy() for name, value in result.items()}
+        try:
+            yield
+        finally:
+            for variable, value in zip(trackers, saved, strict=True):
+                variable.assign(value)

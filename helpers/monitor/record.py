@@ -5,6 +5,7 @@ machine that trained and loaded in a notebook to be diagnosed there."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,7 +53,10 @@ class Record:
       model's order of weights), ``count`` of ``of`` (probe examples or
       layers);
     - ``notes``: what could not be measured, and why; ``probe_size``: the
-      number of probe examples.
+      number of probe examples; ``baseline_loss``: the loss, on the probe
+      batch, of the best prediction that ignores the inputs (the mean of the
+      targets: a classifier's label frequencies), NaN when it could not be
+      computed.
     """
 
     steps: pd.DataFrame = field(default_factory=lambda: _empty("steps"))
@@ -64,6 +68,7 @@ class Record:
     non_finite: pd.DataFrame = field(default_factory=lambda: _empty("non_finite"))
     notes: list[str] = field(default_factory=list)
     probe_size: int = 0
+    baseline_loss: float = math.nan
 
     def save(self, path: str | Path) -> None:
         """Write the record to one JSON file (`Record.load` reads it back;
@@ -74,7 +79,12 @@ class Record:
             )
             for name, index in TABLES.items()
         }
-        document = {"tables": tables, "notes": self.notes, "probe_size": self.probe_size}
+        document = {
+            "tables": tables,
+            "notes": self.notes,
+            "probe_size": self.probe_size,
+            "baseline_loss": self.baseline_loss,
+        }
         Path(path).write_text(json.dumps(document, default=float))
 
     @classmethod
@@ -86,4 +96,9 @@ class Record:
             part = document["tables"][name]
             table = pd.DataFrame(part["data"], columns=part["columns"])
             tables[name] = table.set_index(index) if index else table
-        return cls(**tables, notes=document["notes"], probe_size=document["probe_size"])
+        return cls(
+            **tables,
+            notes=document["notes"],
+            probe_size=document["probe_size"],
+            baseline_loss=document.get("baseline_loss", math.nan),
+        )
