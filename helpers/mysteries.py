@@ -10,8 +10,8 @@ Keras in its solution cells; the tests use `fixed`).
 
 The cases are the course's own failures, at the settings of their notebooks
 or smaller, met as a practitioner meets them (symptom, then cause). The
-notebook diagnoses A, B, D, E and F and leaves C to the learner, with its
-solution at the end; the tests run all six:
+notebook diagnoses A, B, D, E, F and G and leaves C to the learner, with
+its solution at the end; the tests run all seven:
 
 * ``"A"``: stuck at chance; a deep sigmoid MLP with a fixed-scale normal
   initializer, N(0, 0.5) (01). Fix: SELU with LeCun init.
@@ -30,6 +30,11 @@ solution at the end; the tests run all six:
   data bug: the inputs standardized by hand, ``(x - mean) / std``, where the
   pixels blank in every training image have a standard deviation of 0. Fix:
   leave such columns unscaled (``StandardScaler`` does).
+* ``"G"``: perfect on its training set, worse on new data the longer it
+  trains; notebook 08's plain net, 4 x 256 ReLU with He init and Adam at
+  0.001, full batch, on 100 labelled digits (10 per class, drawn by the
+  seed), 150 steps (08). Fix: an l2 penalty of 3e-3 on every kernel,
+  notebook 08's choice.
 """
 
 from __future__ import annotations
@@ -41,9 +46,10 @@ import keras
 import numpy as np
 import pandas as pd
 
-from helpers.data import Split, load_digits_split, make_adding_problem
+from helpers.data import Split, few_shot, load_digits_split, make_adding_problem
 from helpers.models import build_mlp
 from helpers.monitor import SYMPTOMS, TrainingMonitor
+from helpers.regularization import regularized_mlp
 from helpers.seeding import seed_new_weights
 from helpers.training import (
     evaluate,
@@ -53,7 +59,7 @@ from helpers.training import (
 )
 
 #: The mysteries, in the notebook's order.
-MYSTERIES = ("A", "B", "C", "D", "E", "F")
+MYSTERIES = ("A", "B", "C", "D", "E", "F", "G")
 
 #: The symptom of `helpers.monitor.SYMPTOMS` that names each mystery's cause.
 EXPECTED_SYMPTOM = {
@@ -63,6 +69,7 @@ EXPECTED_SYMPTOM = {
     "D": "loss_diverged",
     "E": "loss_spikes",
     "F": "non_finite_values",
+    "G": "overfitting",
 }
 
 #: Depth (hidden layers) of mystery A's sigmoid MLP, and width of every MLP.
@@ -79,6 +86,10 @@ DIGIT_EPOCHS = 6
 #: 0.03, batches of 32, 8 epochs; its fix clips the gradient's global norm at
 #: 0.3, at the same rate, for the same epochs (notebook 03's defaults).
 RNN_RATE, RNN_MOMENTUM, RNN_CLIPNORM, RNN_EPOCHS = 0.03, 0.9, 0.3, 8
+#: Mystery G is notebook 08's plain net and data: 4 x 256 ReLU, Adam at its
+#: default rate, 10 labelled digits per class in one full batch, 150 steps
+#: (one per epoch, each validated); its fix, 08's l2 penalty.
+FEW_DEPTH, FEW_WIDTH, FEW_PER_CLASS, FEW_EPOCHS, FEW_L2 = 4, 256, 10, 150, 3e-3
 
 _CAUSES = {
     "A": (
@@ -117,6 +128,14 @@ _CAUSES = {
         "pixels that are blank in every training image have a standard deviation of 0, and "
         "0 / 0 is NaN in those columns of every example (notebook 07's checklist: check the "
         "data first)"
+    ),
+    "G": (
+        "notebook 08's plain net on 100 labelled digits: 4 hidden Dense(256, 'relu') "
+        "layers with He initialization, Adam at its default 0.001, full batch, 150 steps. "
+        "The net has about 250,000 weights for 100 examples: it fits every one of them "
+        "exactly (a training loss near 0) and, past its first few dozen steps, gets worse "
+        "on new digits with every step; kernel_regularizer=keras.regularizers.l2(3e-3) "
+        "on every layer keeps its weights small (notebook 08)"
     ),
 }
 
@@ -255,7 +274,19 @@ _BUILDERS: dict[str, tuple[Callable[[int], keras.Model], Callable[[int], keras.M
         _relu_he_sgd,
         DIGIT_EPOCHS,
     ),
+    "G": (
+        lambda depth: _few_shot_mlp(0.0),
+        lambda depth: _few_shot_mlp(FEW_L2),
+        FEW_EPOCHS,
+    ),
 }
+
+
+def _few_shot_mlp(l2: float) -> keras.Model:
+    """Notebook 08's net (`l2` on every kernel), compiled as 08 does."""
+    model = regularized_mlp(FEW_DEPTH, FEW_WIDTH, l2=l2)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    return model
 
 
 def _standardized_by_hand(split: Split, guarded: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -282,6 +313,19 @@ def _run(name: str, seed: int, fixed: bool, depth: int, epochs: int | None) -> R
         x_valid, y_valid = make_adding_problem(1000, SEQUENCE_LENGTH, seed=seed + 1)
         return Run(name, model, x, y, epochs, 32, seed, x_valid, y_valid)
     data = digits()
+    if name == "G":
+        few = few_shot(data, FEW_PER_CLASS, seed)
+        return Run(
+            name,
+            model,
+            few.x_train,
+            few.y_train,
+            epochs,
+            len(few.x_train),
+            seed,
+            few.x_valid,
+            few.y_valid,
+        )
     x_train, x_valid = data.x_train, data.x_valid
     if name == "F":
         x_train, x_valid = _standardized_by_hand(data, guarded=fixed)

@@ -225,6 +225,7 @@ def test_the_probe_loss_includes_the_regularization_losses():
     plain = float(keras.losses.SparseCategoricalCrossentropy()(y, model(x)))
     assert monitor.probes["loss"].iloc[-1] == pytest.approx(evaluated, rel=1e-4)
     assert evaluated > plain + 0.01
+    assert monitor.probes["penalty"].iloc[-1] == pytest.approx(evaluated - plain, rel=1e-3)
 
 
 def test_several_inputs_and_outputs_are_probed_and_the_logs_left_alone():

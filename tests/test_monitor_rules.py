@@ -156,6 +156,23 @@ def test_a_net_that_learns_no_more_than_the_label_frequencies_has_stalled():
     assert named_of(record) == ["stalled"]
     record.baseline_loss = 2.3 / rules.STALLED_BASELINE * 1.1
     assert named_of(record) == []
+    # A regularized net: most of its logged loss is the penalty, not the data's.
+    record.baseline_loss = 2.3 / rules.STALLED_BASELINE * 0.99
+    record.probes["penalty"] = 1.0
+    assert named_of(record) == []
+
+
+def test_overfitting_compares_the_losses_without_their_penalty():
+    # A regularized net that generalizes: on the data, 2.3 before training,
+    # 0.3 on training, 0.7 on validation; Keras logs 1.7 of l2 penalty within both.
+    record = make_record(val_losses=[2.5, 2.45, 2.4, 2.4, 2.4, 2.4])
+    record.epochs["loss"] = [3.0, 2.5, 2.2, 2.0, 2.0, 2.0]
+    record.probes["loss"] += 1.7
+    record.baseline_loss = 2.3
+    record.probes["penalty"] = 1.7
+    assert named_of(record) == []
+    record.probes["penalty"] = 0.0  # the same logs read as losses on the data
+    assert named_of(record) == ["overfitting"]
 
 
 def test_a_record_survives_save_and_load(tmp_path):

@@ -377,7 +377,12 @@ class TrainingMonitor(keras.callbacks.Callback):
         )
         total = math.sqrt(float(np.sum(result["squares"])))
         self._rows["probes"].append(
-            {"step": step, "loss": float(result["loss"]), "grad_norm": total}
+            {
+                "step": step,
+                "loss": float(result["loss"]),
+                "grad_norm": total,
+                "penalty": float(result["penalty"]),
+            }
         )
         if (
             not (math.isfinite(total) and math.isfinite(float(result["loss"])))
@@ -410,7 +415,7 @@ class TrainingMonitor(keras.callbacks.Callback):
         columns = ["step", "steps", "loss", "running", "update", "update_change", "weight_norm"]
         self.record.steps = pd.DataFrame(self._rows["steps"], columns=columns).set_index("step")
         self.record.probes = pd.DataFrame(
-            self._rows["probes"], columns=["step", "loss", "grad_norm"]
+            self._rows["probes"], columns=["step", "loss", "grad_norm", "penalty"]
         ).set_index("step")
         for name in ("layer_gradients", "backprop"):
             setattr(self.record, name, pd.DataFrame(self._rows[name]).set_index("step"))

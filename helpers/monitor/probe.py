@@ -108,7 +108,8 @@ class Probe:
     """Measures a model on a fixed batch ``(x, y)``; see the module docstring.
 
     `measure()` returns NumPy values: ``loss`` (the compiled loss with the
-    regularization losses, `model.compute_loss`, or `loss_fn`), ``squares``
+    regularization losses, `model.compute_loss`, or `loss_fn`), ``penalty``
+    (the regularization losses alone, 0 without any), ``squares``
     (squared gradient norm per trainable variable), ``backprop`` (RMS of
     dL/da per hidden weight layer in `weight_layers` order but the last) and
     ``stats`` (per watched activation layer: the saturated share, or the
@@ -211,6 +212,9 @@ class Probe:
                     x=x, y=y, y_pred=y_pred, sample_weight=self.sample_weight, training=True
                 )
             loss = tf.cast(loss, tf.float32)
+        # The regularization losses within it (Keras adds their sums).
+        penalties = [tf.cast(tf.reduce_sum(v), tf.float32) for v in self.model.losses]
+        penalty = tf.add_n(penalties) if penalties else tf.constant(0.0)
         watched_hidden = [h for h, w in zip(hidden, self.watched, strict=True) if w[1]]
         grads = tape.gradient(loss, [*variables, *watched_hidden])
         zero = tf.constant(0.0)
@@ -238,6 +242,7 @@ class Probe:
                 stats.append(tf.stack([dead, tf.reduce_mean(tf.cast(off, tf.float32))]))
         return {
             "loss": loss,
+            "penalty": penalty,
             "squares": tf.stack(squares) if squares else tf.zeros([0]),
             "backprop": tf.stack(backprop) if backprop else tf.zeros([0]),
             "stats": tf.stack(stats) if stats else tf.zeros([0, 2]),

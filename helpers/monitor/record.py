@@ -38,8 +38,9 @@ class Record:
       ``update`` (norm of the change of all weights per step),
       ``update_change`` (norm of that update's change from the previous
       log's) and ``weight_norm`` (norm of all trainable weights);
-    - ``probes``: per probe measurement, the probe ``loss`` and the whole
-      gradient's norm ``grad_norm``;
+    - ``probes``: per probe measurement, the probe ``loss``, the whole
+      gradient's norm ``grad_norm`` and ``penalty``, the regularization
+      losses within the loss (as within Keras's logged losses);
     - ``layer_gradients``: ``||dL/dW||`` per weight layer (columns);
     - ``backprop``: RMS of ``dL/da`` at each hidden weight layer's output;
     - ``activations``: per (measurement, activation layer), ``saturated``

@@ -116,7 +116,9 @@ STALL_REFERENCE = 0.1
 #: baseline loss (`Record.baseline_loss`, the best prediction that ignores
 #: the inputs): whatever it fell from, the net has learned no more than the
 #: label frequencies (or a regressor's mean). Healthy runs of the benchmark
-#: end below a third of it; nets on shuffled labels at 0.98 to 1.03.
+#: end below a third of it; nets on shuffled labels at 0.98 to 1.03. The
+#: training loss is taken without the regularization losses Keras logs within
+#: it (the last probe measurement's `penalty`), as the baseline is.
 STALLED_BASELINE = 0.9
 #: Logs (or probe measurements) needed to judge a trend.
 MIN_POINTS = 3
@@ -145,6 +147,11 @@ MIN_POINTS = 3
 #:    worse, with every step: notebook 08's plain net on 100 digits, at a
 #:    training loss of about 1e-4 of its validation loss; the benchmark's
 #:    healthy runs stay above 1e-2 of it.
+#:
+#: The losses compared with each other and with the baseline are taken
+#: without the regularization losses Keras logs within both (the `penalty` of
+#: the first and the last probe measurements): an l2 penalty can be most of a
+#: regularized net's logged loss.
 #:
 #: Neither is judged when the training loss has climbed back above the run's
 #: lowest by more than `OVERFIT_TRAIN_RISE` of its fall: a run that jumps
@@ -565,6 +572,17 @@ def updates_too_small(record: Record) -> Result:
     return None
 
 
+def penalty_at(record: Record, position: int) -> float:
+    """The regularization losses within the probe loss at the probe
+    measurement `position` (0: before training, -1: the last); 0 when none
+    were recorded."""
+    probes = record.probes
+    if "penalty" not in probes or not len(probes):
+        return 0.0
+    value = float(probes["penalty"].iloc[position])
+    return value if math.isfinite(value) else 0.0
+
+
 def stalled(record: Record) -> Result:
     if math.isfinite(_finite_until(record)):
         return None  # the run diverged: that is the symptom
@@ -585,12 +603,14 @@ def stalled(record: Record) -> Result:
             f"{end:.3g} at the end ({end / reference:.0%} of {reference:.3g}, "
             f"medians of {n} log(s))"
         )
-    baseline = record.baseline_loss
-    if baseline > 0 and end >= STALLED_BASELINE * baseline:
+    baseline, penalty = record.baseline_loss, penalty_at(record, -1)
+    on_data = end - penalty  # the baseline holds no regularization loss
+    if baseline > 0 and on_data >= STALLED_BASELINE * baseline:
+        without = f" without {penalty:.3g} of regularization losses" if penalty else ""
         evidence.append(
-            f"the {source} ends at {end:.3g}, {end / baseline:.0%} of {baseline:.3g}, the loss "
-            "of a constant prediction (the mean of the targets: the net has learned no more "
-            "than the label frequencies)"
+            f"the {source} ends at {on_data:.3g}{without}, {on_data / baseline:.0%} of "
+            f"{baseline:.3g}, the loss of a constant prediction (the mean of the targets: the "
+            "net has learned no more than the label frequencies)"
         )
     return Finding("stalled", evidence) if evidence else None
 
@@ -603,18 +623,21 @@ def overfitting(record: Record) -> Result:
         return NotJudged("overfitting", "no validation loss (pass validation_data to fit)")
     if not len(record.probes):
         return NotJudged("overfitting", "no probe loss before training to compare with")
-    start = float(record.probes["loss"].iloc[0])
+    logged_start = float(record.probes["loss"].iloc[0])
     validated = epochs.dropna(subset=["val_loss"])
     # Both losses at the end: medians over the same last validated epochs.
-    train_end = float(validated["loss"].iloc[-OVERFIT_LAST:].median())
-    val_end = float(validated["val_loss"].iloc[-OVERFIT_LAST:].median())
-    last = validated.index[-OVERFIT_LAST:]
-    fall = start - train_end
-    if not (start > 0 and fall >= MIN_FALL * start):
-        return None  # the training loss barely fell: the stalled rule's case
+    logged_end = float(validated["loss"].iloc[-OVERFIT_LAST:].median())
     lowest_train = float(epochs["loss"].min())
-    if train_end - lowest_train > OVERFIT_TRAIN_RISE * (start - lowest_train):
+    if logged_end - lowest_train > OVERFIT_TRAIN_RISE * (logged_start - lowest_train):
         return None  # the training loss is climbing back too: instability, not overfitting
+    # Compared with each other and with the baseline: the losses on the data,
+    # without the regularization losses Keras logs within both.
+    start = logged_start - penalty_at(record, 0)
+    train_end = logged_end - penalty_at(record, -1)
+    val_end = float(validated["val_loss"].iloc[-OVERFIT_LAST:].median()) - penalty_at(record, -1)
+    last = validated.index[-OVERFIT_LAST:]
+    if not (start > 0 and start - train_end >= MIN_FALL * start):
+        return None  # the training loss barely fell: the stalled rule's case
     reference = min(start, record.baseline_loss) if record.baseline_loss > 0 else start
     transfer = (reference - val_end) / max(reference - train_end, 1e-12)
     evidence = []
