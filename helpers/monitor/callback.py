@@ -39,10 +39,14 @@ SAMPLED_ENTRIES = 4096
 #: The update sizes take at most this share of the run's time: a log is
 #: skipped (its update, NaN, is folded into the next measured one) while the
 #: time they took exceeds it. A measurement costs about 0.4 to 0.6 ms within
-#: `fit` on the 2-core CPU measured (`tests/monitor_overhead.py`'s runs): at
-#: one step per log, notebook 07's RNN (steps of about 2.3 ms) is measured at
-#: about three logs in four, a 34,000-weight MLP (1 ms steps) at one in three.
-UPDATE_BUDGET = 0.1
+#: `fit` on the 2-core CPU measured (`tests/monitor_overhead.py`'s runs).
+#: Below the budget every log is measured, and what is measured does not
+#: depend on the machine's speed: notebook 07's RNN (steps of about 2.3 ms)
+#: stays below it. At 0.1 the budget bound there (about three logs in four
+#: measured), and the one spike of run E's update on the notebook's seed went
+#: unmeasured; a 34,000-weight MLP (1 ms steps) is measured at about two logs
+#: in three.
+UPDATE_BUDGET = 0.2
 
 
 def _non_finite_rows(arrays) -> np.ndarray:
