@@ -233,7 +233,9 @@ FIXES = {
         "inputs, and that the model can overfit one batch",
     ],
     "overfitting": [
-        "keras.callbacks.EarlyStopping(monitor='val_loss', restore_best_weights=True)",
+        "keras.callbacks.EarlyStopping(monitor='val_loss', patience=5, "
+        "restore_best_weights=True): some patience (Keras's default is 0: one noisy epoch "
+        "stops the run)",
         "regularization: kernel_regularizer=keras.regularizers.l2(...), "
         "keras.layers.Dropout(...); more data or data augmentation",
         "if almost nothing carries over: check that the labels match the inputs and that "
