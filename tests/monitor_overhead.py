@@ -26,7 +26,7 @@ import pandas as pd
 from helpers.data import make_adding_problem
 from helpers.monitor import TrainingMonitor
 
-REPEATS = 3
+REPEATS = 5
 SHORT, LONG = 2, 8
 
 

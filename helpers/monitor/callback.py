@@ -134,8 +134,8 @@ class _UpdateSizes:
     def _compiled(self, jit: bool):
         """`_sizes` as a concrete function of the number of steps: traced
         without AutoGraph (plain Python loops), compiled with XLA when `jit`
-        (one fused kernel), called without `tf.function`'s dispatch (together,
-        a call costs about a third of a plain `tf.function`'s on the CPU
+        (one fused kernel), called without `tf.function`'s dispatch (alone, a
+        call then costs about half of a plain `tf.function`'s on the CPU
         measured)."""
         function = tf.function(self._sizes, autograph=False, jit_compile=jit)
         return function.get_concrete_function(tf.TensorSpec([], tf.float32))
@@ -215,13 +215,14 @@ class TrainingMonitor(keras.callbacks.Callback):
 
     Cost, measured by ``tests/monitor_overhead.py`` on a 2-core CPU (TF 2.21)
     with one step per log, the monitor's most expensive case (Keras hands it
-    every step's loss): a fixed 0.5 to 1.2 s per run (building and tracing the
-    probe, about `PROBE_SAMPLES` forward and backward passes on it), then
-    1.35x to 1.45x the unwatched time per step on 34,000- and
-    1.5-million-weight MLPs over 2,048 steps and on notebook 07's RNN over
-    1,000 (the update sizes read a fixed sample of each large weight tensor
-    and take at most `UPDATE_BUDGET` of the time). A short run pays mostly
-    the fixed part: 1.7x to 2.7x over 250 to 512 steps. Watch a fast run with
+    every step's loss), the median of 5 runs: 1.2x to 1.6x the unwatched time
+    over whole runs of 2,048 steps of 34,000- and 1.5-million-weight MLPs and
+    1,000 steps of notebook 07's RNN; 1.8x to 2.3x over 250 to 512 steps,
+    where the fixed part (building, tracing and compiling, about
+    `PROBE_SAMPLES` forward and backward passes on the probe) weighs more.
+    At every log the update sizes cost 0.4 to 0.6 ms within `fit` (TensorFlow's
+    dispatch, whatever the net's size: a large tensor is read through a fixed
+    sample), at most `UPDATE_BUDGET` of the time. Watch a fast run with
     ``steps_per_execution`` > 1 when its steps are short.
     """
 
