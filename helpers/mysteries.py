@@ -49,7 +49,6 @@ import pandas as pd
 from helpers.data import Split, few_shot, load_digits_split, make_adding_problem
 from helpers.models import build_mlp
 from helpers.monitor import SYMPTOMS, TrainingMonitor
-from helpers.regularization import regularized_mlp
 from helpers.seeding import seed_new_weights
 from helpers.training import (
     evaluate,
@@ -284,8 +283,21 @@ _BUILDERS: dict[str, tuple[Callable[[int], keras.Model], Callable[[int], keras.M
 
 
 def _few_shot_mlp(l2: float) -> keras.Model:
-    """Notebook 08's net (`l2` on every kernel), compiled as 08 does."""
-    model = regularized_mlp(FEW_DEPTH, FEW_WIDTH, l2=l2)
+    """Notebook 08's net (`l2` on every kernel), compiled as 08 does (the
+    layers of `helpers.regularization.regularized_mlp`, written here: a topic
+    module imports no other)."""
+    penalty = keras.regularizers.l2(l2) if l2 else None
+    model = keras.Sequential([keras.Input(shape=(64,))])
+    for _ in range(FEW_DEPTH):
+        model.add(
+            keras.layers.Dense(
+                FEW_WIDTH,
+                activation="relu",
+                kernel_initializer="he_normal",
+                kernel_regularizer=penalty,
+            )
+        )
+    model.add(keras.layers.Dense(10, activation="softmax", kernel_regularizer=penalty))
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     return model
 
