@@ -33,6 +33,7 @@ def build_mlp(
     n_inputs: int = 64,
     n_classes: int = 10,
     name: str | None = None,
+    kernel_regularizer: keras.regularizers.Regularizer | None = None,
 ) -> keras.Sequential:
     """A deep MLP: `depth` hidden Dense layers of `width` units, softmax output.
 
@@ -41,6 +42,7 @@ def build_mlp(
     beta replaces the bias) or ``"after"`` it (Dense -> BN). ``None``: no BN.
     `batch_norm_momentum` is the BN layers' moving-average momentum (Keras's
     default 0.99 suits long trainings; a few hundred steps want about 0.9).
+    `kernel_regularizer` penalizes every Dense kernel, the output's too.
     """
     if batch_norm not in ("before", "after", None):
         raise ValueError(f"batch_norm must be 'before', 'after' or None, not {batch_norm!r}")
@@ -49,17 +51,27 @@ def build_mlp(
         kernel_initializer = own_copy(kernel_initializer)
         if batch_norm == "before":
             layers += [
-                keras.layers.Dense(width, use_bias=False, kernel_initializer=kernel_initializer),
+                keras.layers.Dense(
+                    width,
+                    use_bias=False,
+                    kernel_initializer=kernel_initializer,
+                    kernel_regularizer=kernel_regularizer,
+                ),
                 keras.layers.BatchNormalization(momentum=batch_norm_momentum),
                 keras.layers.Activation(activation),
             ]
         else:
             layers.append(
                 keras.layers.Dense(
-                    width, activation=activation, kernel_initializer=kernel_initializer
+                    width,
+                    activation=activation,
+                    kernel_initializer=kernel_initializer,
+                    kernel_regularizer=kernel_regularizer,
                 )
             )
             if batch_norm == "after":
                 layers.append(keras.layers.BatchNormalization(momentum=batch_norm_momentum))
-    layers.append(keras.layers.Dense(n_classes, activation="softmax"))
+    layers.append(
+        keras.layers.Dense(n_classes, activation="softmax", kernel_regularizer=kernel_regularizer)
+    )
     return keras.Sequential(layers, name=name)

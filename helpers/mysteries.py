@@ -283,21 +283,9 @@ _BUILDERS: dict[str, tuple[Callable[[int], keras.Model], Callable[[int], keras.M
 
 
 def _few_shot_mlp(l2: float) -> keras.Model:
-    """Notebook 08's net (`l2` on every kernel), compiled as 08 does (the
-    layers of `helpers.regularization.regularized_mlp`, written here: a topic
-    module imports no other)."""
+    """Notebook 08's net (`l2` on every kernel), compiled as 08 does."""
     penalty = keras.regularizers.l2(l2) if l2 else None
-    model = keras.Sequential([keras.Input(shape=(64,))])
-    for _ in range(FEW_DEPTH):
-        model.add(
-            keras.layers.Dense(
-                FEW_WIDTH,
-                activation="relu",
-                kernel_initializer="he_normal",
-                kernel_regularizer=penalty,
-            )
-        )
-    model.add(keras.layers.Dense(10, activation="softmax", kernel_regularizer=penalty))
+    model = build_mlp(FEW_DEPTH, FEW_WIDTH, "relu", "he_normal", kernel_regularizer=penalty)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     return model
 

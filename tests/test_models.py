@@ -55,3 +55,10 @@ def test_an_initializer_object_gives_every_layer_its_own_weights():
     kernels = [layer.kernel.numpy() for layer in model.layers[1:3]]
     assert not (kernels[0] == kernels[1]).all()
     assert abs(kernels[0].std() - 0.5) < 0.1
+
+
+def test_build_mlp_penalizes_every_kernel_when_asked():
+    plain = build_mlp(2, 8)
+    penalized = build_mlp(2, 8, kernel_regularizer=keras.regularizers.l2(0.1))
+    assert plain.losses == []
+    assert len(penalized.losses) == 3  # two hidden kernels and the output's
