@@ -2,16 +2,18 @@
 target tasks, the shipped model A, the few-shot draws, and scratch-versus-
 transfer runs repeated over many seeds and draws.
 
-Both tasks put scikit-learn's 8x8 digits at a random position on a 16x16
-*canvas* (pixels divided by 16, range 0 to 1, background 0): where the digit
-sits says nothing about which digit it is, and a model has to learn that.
+Both tasks show an 8x8 digit (pixel intensities 0 to 1, background 0) at a
+random position on a 16x16 *canvas*: where the digit sits says nothing about
+which digit it is.
 
-- The *source task*, model A's (``data/model_A.keras``): the digits 0 to 4,
-  each training image placed at `SOURCE_COPIES` random positions (about
-  11,000 images). Model A is a small convolutional net; with that many
-  translated examples it learns stroke detectors and to ignore the position.
-- The *target task*, notebook 04's: the digits 5 to 9, which model A has never
-  seen, with a few labelled images per digit (`helpers.data.few_shot`).
+- The *source task*, model A's (``data/model_A.keras``): *printed* digits 0
+  to 9, rendered from the fonts that matplotlib ships (`source_fonts`) in
+  many sizes, weights, slants and small distortions, then reduced the way
+  scikit-learn's digits were (`render_digit`). Plenty of them: a model learns
+  what each digit's strokes look like, in every typeface.
+- The *target task*, notebook 04's: scikit-learn's *handwritten* digits 0 to
+  9, another style of the same classes, with a few labelled images per digit
+  (`helpers.data.few_shot`).
 
 `helpers.course.model_a` regenerates the model file. The target task is split
 once into a labelled *pool*, a validation set and a test set (each image at a
@@ -28,8 +30,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import keras
+import matplotlib
 import numpy as np
 import pandas as pd
+from PIL import Image, ImageDraw, ImageFont
+from scipy.ndimage import gaussian_filter, map_coordinates
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
@@ -49,16 +54,52 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "data"
 MODEL_A_PATH = DATA_DIR / "model_A.keras"
 
-SOURCE_CLASSES = (0, 1, 2, 3, 4)  # model A's task
-TARGET_CLASSES = (5, 6, 7, 8, 9)  # notebook 04's new task: never seen by model A
+CLASSES = tuple(range(10))  # both tasks: the digits 0 to 9
 DIGIT_SIZE = 8  # scikit-learn's digits are 8x8
 CANVAS_SIZE = 16  # each digit sits at a random position on a 16x16 canvas
 INPUT_SHAPE = (CANVAS_SIZE, CANVAS_SIZE, 1)
 PIXEL_MAX = 16.0  # digit pixels are integers 0..16
-SOURCE_TEST_FRACTION = 0.25
-SOURCE_SPLIT_SEED = 0
-#: Model A's training set: every source training digit at this many random positions.
-SOURCE_COPIES = 16
+
+#: matplotlib's font files that draw the ten digits as digits (its other
+#: files are symbol fonts, or draw a box for every character).
+SOURCE_FONTS = (
+    "DejaVuSans.ttf",
+    "DejaVuSans-Bold.ttf",
+    "DejaVuSans-Oblique.ttf",
+    "DejaVuSans-BoldOblique.ttf",
+    "DejaVuSansMono.ttf",
+    "DejaVuSansMono-Bold.ttf",
+    "DejaVuSansMono-Oblique.ttf",
+    "DejaVuSansMono-BoldOblique.ttf",
+    "DejaVuSerif.ttf",
+    "DejaVuSerif-Bold.ttf",
+    "DejaVuSerif-Italic.ttf",
+    "DejaVuSerif-BoldItalic.ttf",
+    "STIXGeneral.ttf",
+    "STIXGeneralBol.ttf",
+    "STIXGeneralItalic.ttf",
+    "STIXGeneralBolIta.ttf",
+    "cmr10.ttf",
+    "cmb10.ttf",
+    "cmti10.ttf",
+    "cmss10.ttf",
+    "cmtt10.ttf",
+)
+RENDER_SIZE = 64  # glyphs are drawn on a 64x64 image before being reduced
+FONT_SIZES = (30, 46)  # points, drawn uniformly (upper bound excluded)
+STROKE_WIDTHS = (0, 3)  # extra outline in pixels, drawn uniformly (excluded)
+SLANT_STD = 0.2  # shear, as a share of the height
+ROTATION_STD = 8.0  # degrees
+#: Elastic distortion: a random displacement field smoothed over SIGMA
+#: pixels, scaled to at most about ALPHA / 10 pixels (Simard et al., 2003).
+ELASTIC_ALPHA, ELASTIC_SIGMA = 10.0, 5.0
+BITMAP_SIZE = 32  # as the UCI digits: a 32x32 bitmap, counted in 4x4 blocks
+MAX_WIDTH = 26  # widest glyph in the bitmap (handwritten digits leave side margins)
+
+SOURCE_PER_DIGIT = 1000  # model A's training set: printed images per digit
+SOURCE_COPIES = 2  # ... each at this many random positions
+SOURCE_TEST_PER_DIGIT = 50  # its test set (other renderings, one position each)
+SOURCE_SEED, SOURCE_TEST_SEED = 0, 1
 
 POOL_FRACTION = 0.4  # labelled pool the few-shot examples are drawn from
 VALID_FRACTION = 0.2
@@ -70,9 +111,67 @@ LOSS = "sparse_categorical_crossentropy"
 FROZEN, FINE_TUNED = "transfer, frozen", "transfer, fine-tuned"
 
 
-def digit_images(classes) -> tuple[np.ndarray, np.ndarray]:
-    """The 8x8 digits of `classes`, pixels divided by 16 (float32, range 0
-    to 1), labels relabelled 0..k-1 in sorted order."""
+def source_fonts() -> list[Path]:
+    """The font files model A's digits are printed in (`SOURCE_FONTS`, from
+    matplotlib's own folder: nothing is downloaded)."""
+    folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    return [folder / name for name in SOURCE_FONTS]
+
+
+def render_digit(digit: int, font: Path | str, rng: np.random.Generator) -> np.ndarray:
+    """One printed `digit` in `font`, drawn at a random size, stroke width,
+    slant and rotation, elastically distorted, then reduced as the UCI
+    handwritten digits were: a 32x32 bitmap whose 4x4 blocks are counted
+    (0 to 16), divided by 16. Returns an 8x8 float32 image, range 0 to 1."""
+    size = RENDER_SIZE
+    image = Image.new("L", (size, size), 0)
+    font = ImageFont.truetype(str(font), int(rng.integers(*FONT_SIZES)))
+    stroke = int(rng.integers(*STROKE_WIDTHS))
+    draw = ImageDraw.Draw(image)
+    left, top, right, bottom = draw.textbbox((0, 0), str(digit), font=font, stroke_width=stroke)
+    corner = ((size - right - left) / 2, (size - bottom - top) / 2)
+    draw.text(corner, str(digit), fill=255, font=font, stroke_width=stroke, stroke_fill=255)
+    slant = rng.normal(0, SLANT_STD)
+    image = image.transform(
+        (size, size), Image.AFFINE, (1, slant, -slant * size / 2, 0, 1, 0), Image.BILINEAR
+    )
+    pixels = np.asarray(image.rotate(rng.normal(0, ROTATION_STD), Image.BILINEAR), "float32")
+    shifts = [
+        gaussian_filter(rng.uniform(-1, 1, pixels.shape), ELASTIC_SIGMA) * ELASTIC_ALPHA
+        for _ in range(2)
+    ]
+    rows, cols = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    pixels = map_coordinates(pixels, [rows + shifts[0], cols + shifts[1]], order=1)
+    ink_rows, ink_cols = np.nonzero(pixels > 127)
+    glyph = pixels[ink_rows.min() : ink_rows.max() + 1, ink_cols.min() : ink_cols.max() + 1]
+    height, width = glyph.shape  # scaled to the bitmap's full height, centered
+    width = int(np.clip(round(BITMAP_SIZE * width / height), 4, MAX_WIDTH))
+    resized = Image.fromarray(glyph).resize((width, BITMAP_SIZE), Image.BILINEAR)
+    bitmap = np.zeros((BITMAP_SIZE, BITMAP_SIZE), bool)
+    left = (BITMAP_SIZE - width) // 2
+    bitmap[:, left : left + width] = np.asarray(resized) > 127
+    block = BITMAP_SIZE // DIGIT_SIZE
+    counts = bitmap.reshape(DIGIT_SIZE, block, DIGIT_SIZE, block).sum(axis=(1, 3))
+    return (counts / PIXEL_MAX).astype("float32")
+
+
+def printed_digits(per_digit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`per_digit` printed images of every digit 0 to 9 (`render_digit`, each
+    in a font drawn at random): ``(images, labels)``, shapes ``(n, 8, 8)``
+    and ``(n,)``, digit by digit."""
+    rng = np.random.default_rng(seed)
+    fonts = source_fonts()
+    images = [
+        render_digit(digit, fonts[rng.integers(len(fonts))], rng)
+        for digit in CLASSES
+        for _ in range(per_digit)
+    ]
+    return np.stack(images), np.repeat(np.asarray(CLASSES, dtype="int64"), per_digit)
+
+
+def digit_images(classes=CLASSES) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's handwritten 8x8 digits of `classes`, pixels divided by
+    16 (float32, range 0 to 1), labels relabelled 0..k-1 in sorted order."""
     digits = load_digits()
     x, y = keep_classes(digits.images, digits.target, classes)
     return (x / PIXEL_MAX).astype("float32"), y.astype("int64")
@@ -93,29 +192,35 @@ def place_on_canvas(images: np.ndarray, rng: np.random.Generator | None) -> np.n
     return canvas[..., None]
 
 
+def source_test(per_digit: int = SOURCE_TEST_PER_DIGIT) -> tuple[np.ndarray, np.ndarray]:
+    """Model A's held-out test set: `per_digit` printed renderings of every
+    digit, none of them in its training set, each at one random position on
+    the canvas (fixed seed): ``(x_test, y_test)``."""
+    x, y = printed_digits(per_digit, SOURCE_TEST_SEED)
+    return place_on_canvas(x, np.random.default_rng(SOURCE_TEST_SEED)), y
+
+
 def source_split(
-    copies: int = SOURCE_COPIES,
+    per_digit: int = SOURCE_PER_DIGIT, copies: int = SOURCE_COPIES
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Model A's training and test sets: ``(x_train, y_train, x_test, y_test)``.
 
-    A stratified split of the source digits (fixed seed); every training digit
-    is placed at `copies` random positions, every test digit at one (fixed
-    seeds: the same sets every time)."""
-    x, y = digit_images(SOURCE_CLASSES)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=SOURCE_TEST_FRACTION, stratify=y, random_state=SOURCE_SPLIT_SEED
-    )
-    rng = np.random.default_rng(SOURCE_SPLIT_SEED)
-    x_train = place_on_canvas(np.repeat(x_train, copies, axis=0), rng)
-    return x_train, np.repeat(y_train, copies), place_on_canvas(x_test, rng), y_test
+    Printed digits on the canvas (fixed seeds: the same sets every time):
+    `per_digit` renderings of every digit, each at `copies` random positions,
+    shuffled; the test set is `source_test`'s."""
+    x, y = printed_digits(per_digit, SOURCE_SEED)
+    rng = np.random.default_rng(SOURCE_SEED)
+    x_train = place_on_canvas(np.repeat(x, copies, axis=0), rng)
+    y_train = np.repeat(y, copies)
+    order = rng.permutation(len(y_train))
+    return (x_train[order], y_train[order], *source_test())
 
 
-def load_target_task(split_seed: int = 0, centered: bool = False) -> Split:
-    """The digits 5 to 9 on the canvas, labels 0..4. ``x_train``/``y_train``
+def load_target_task(split_seed: int = 0) -> Split:
+    """The handwritten digits 0 to 9 on the canvas. ``x_train``/``y_train``
     is the whole labelled pool (40 %); the validation (20 %) and test (40 %)
-    sets and every image's position are fixed by `split_seed`. `centered`:
-    every digit at the center of the canvas instead (the same split)."""
-    x, y = digit_images(TARGET_CLASSES)
+    sets and every image's position are fixed by `split_seed`."""
+    x, y = digit_images(CLASSES)
     x_pool, x_rest, y_pool, y_rest = train_test_split(
         x, y, train_size=POOL_FRACTION, stratify=y, random_state=split_seed
     )
@@ -126,8 +231,8 @@ def load_target_task(split_seed: int = 0, centered: bool = False) -> Split:
         stratify=y_rest,
         random_state=split_seed,
     )
-    rng = None if centered else np.random.default_rng(split_seed)
-    names = tuple(str(c) for c in TARGET_CLASSES)
+    rng = np.random.default_rng(split_seed)
+    names = tuple(str(c) for c in CLASSES)
     return Split(
         place_on_canvas(x_pool, rng),
         y_pool,
@@ -150,8 +255,11 @@ def build_transfer_model(
     """A new model on a *clone* of `model_a` (weights copied): its first
     `n_reused` layers (default: all but the output layer), fresh copies of
     its other hidden layers (new weights) but for BatchNormalization, and a
-    new softmax output layer for `n_classes`. Model A itself is never
-    changed by training the result.
+    new softmax output layer for `n_classes`; `n_reused` equal to the number
+    of layers keeps the whole of model A, its output layer included (then
+    `n_classes` must be its number of classes). Model A itself is never
+    changed by training the result. Notebook 04 writes these lines in a cell;
+    a test checks that both agree.
 
     A BatchNormalization layer above the cut is left out rather than trained
     from scratch: on a few hundred steps its moving averages (momentum 0.99)
@@ -159,19 +267,26 @@ def build_transfer_model(
     with statistics they never had (notebook 02)."""
     hidden = len(model_a.layers) - 1
     n_reused = hidden if n_reused is None else n_reused
-    if not 0 <= n_reused <= hidden:
-        raise ValueError(f"n_reused must be from 0 to {hidden}, not {n_reused}")
+    if not 0 <= n_reused <= hidden + 1:
+        raise ValueError(f"n_reused must be from 0 to {hidden + 1}, not {n_reused}")
+    if n_reused > hidden and model_a.output_shape[-1] != n_classes:
+        raise ValueError(
+            f"keeping model A's output layer needs its {model_a.output_shape[-1]} classes, "
+            f"not {n_classes}"
+        )
     clone = keras.models.clone_model(model_a)
     clone.set_weights(model_a.get_weights())
+    fresh = [
+        fresh_copy(layer)
+        for layer in clone.layers[n_reused:hidden]
+        if not isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    output = [keras.layers.Dense(n_classes, activation="softmax", name="output_B")]
     return keras.Sequential(
         [keras.Input(shape=model_a.input_shape[1:])]
         + clone.layers[:n_reused]
-        + [
-            fresh_copy(layer)
-            for layer in clone.layers[n_reused:hidden]
-            if not isinstance(layer, keras.layers.BatchNormalization)
-        ]
-        + [keras.layers.Dense(n_classes, activation="softmax", name="output_B")]
+        + fresh
+        + (output if n_reused <= hidden else [])
     )
 
 
@@ -192,8 +307,21 @@ def set_reused_trainable(
         layer.trainable = trainable and not frozen_bn
 
 
-def compiled(model: keras.Model, learning_rate: float, steps_per_execution: int) -> ReusedModel:
-    """`model` compiled with notebook 04's optimizer (Adam), for reuse."""
+#: What augments a model for training: a function of the model that returns
+#: a model with augmentation layers in front of it (notebook 04's
+#: `with_augmentation`); its weights are the model's own.
+Augment = Callable[[keras.Model], keras.Model]
+
+
+def compiled(
+    model: keras.Model,
+    learning_rate: float,
+    steps_per_execution: int,
+    augment: Augment | None = None,
+) -> ReusedModel:
+    """`model` (augmented by `augment`, when given) compiled with notebook
+    04's optimizer (Adam), for reuse."""
+    model = augment(model) if augment is not None else model
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss=LOSS,
@@ -230,17 +358,19 @@ def scratch_runs(
     seeds: Iterable[int],
     steps: int,
     learning_rate: float,
+    augment: Augment | None = None,
     steps_per_execution: int = 50,
 ) -> pd.DataFrame:
-    """Train a fresh model from `build` (untrained, uncompiled) on the
-    few-shot data of every seed (and of every size, when `n_per_class` is a
-    list): Adam at `learning_rate`, `steps` full-batch steps.
+    """Train a fresh model from `build` (untrained, uncompiled; augmented by
+    `augment` when given) on the few-shot data of every seed (and of every
+    size, when `n_per_class` is a list): Adam at `learning_rate`, `steps`
+    full-batch steps.
 
     Run `seed` draws its examples with `few_shot(task, n, seed)` and its
     initial weights under `seed`. One row per run: config, n_per_class,
     seed, valid_accuracy, test_accuracy.
     """
-    model = compiled(build(), learning_rate, steps_per_execution).model
+    model = compiled(build(), learning_rate, steps_per_execution, augment).model
     seeds, tables = list(seeds), []
     with without_retracing_warnings():  # a new model per call, traced once
         for n in _sizes(n_per_class):
@@ -267,6 +397,7 @@ def transfer_runs(
     n_reused: int | None = None,
     train_batchnorm: bool = False,
     labels: tuple[str, str] = (FROZEN, FINE_TUNED),
+    augment: Augment | None = None,
     steps_per_execution: int = 50,
 ) -> pd.DataFrame:
     """The transfer recipe of notebook 04 on the few-shot data of every seed
@@ -279,18 +410,31 @@ def transfer_runs(
     `learning_rate`; then, when `steps_finetune` > 0, unfreeze them
     (BatchNormalization stays frozen unless `train_batchnorm`) and fine-tune
     everything for `steps_finetune` steps at `finetune_learning_rate`, with a
-    fresh optimizer (what compiling again does). One row per run and stage,
-    configs ``labels[0]`` (after the first stage) and ``labels[1]`` (after
-    the second), with validation and test accuracy.
+    fresh optimizer, what compiling again does. (The second stage runs on a
+    second model, compiled once with the reused layers unfrozen, that takes
+    the first stage's weights: the same updates as unfreezing and compiling
+    again, without tracing a training function per run; a test checks it.)
+    `steps_frozen` 0 skips the first stage: the only choice when the whole
+    of model A is kept (`n_reused` = its number of layers: no new layer).
+    `augment`: both stages train the augmented model.
+
+    One row per run and stage, configs ``labels[0]`` (after the first stage)
+    and ``labels[1]`` (after the second), with validation and test accuracy.
     """
-    first = build_transfer_model(model_a, task.n_classes, n_reused)
-    set_reused_trainable(first, False, n_reused=n_reused)
-    frozen = compiled(first, learning_rate, steps_per_execution)
-    tuned = None
+    reused_all = n_reused is not None and n_reused == len(model_a.layers)
+    if reused_all and steps_frozen > 0:
+        raise ValueError("steps_frozen must be 0 when every layer is reused: nothing is new")
+    if steps_frozen <= 0 and steps_finetune <= 0:
+        raise ValueError("steps_frozen and steps_finetune are both 0: nothing to train")
+    frozen = tuned = None
+    if steps_frozen > 0:
+        first = build_transfer_model(model_a, task.n_classes, n_reused)
+        set_reused_trainable(first, False, n_reused=n_reused)
+        frozen = compiled(first, learning_rate, steps_per_execution, augment)
     if steps_finetune > 0:
         second = build_transfer_model(model_a, task.n_classes, n_reused)
         set_reused_trainable(second, True, train_batchnorm, n_reused=n_reused)
-        tuned = compiled(second, finetune_learning_rate, steps_per_execution)
+        tuned = compiled(second, finetune_learning_rate, steps_per_execution, augment)
     rows, seeds = [], list(seeds)
     with without_retracing_warnings():  # a new model per call, traced once
         for n in _sizes(n_per_class):
@@ -300,31 +444,27 @@ def transfer_runs(
                     task,
                     n,
                     seed,
-                    frozen,
-                    tuned,
-                    steps_frozen,
-                    steps_finetune,
+                    (frozen, tuned),
+                    (steps_frozen, steps_finetune),
                     labels,
                     n_reused,
                 )
     return pd.DataFrame(rows)
 
 
-def _transfer_run(
-    model_a, task, n, seed, frozen, tuned, steps_frozen, steps_finetune, labels, n_reused
-):
-    """One run of `transfer_runs`: its one or two rows."""
+def _transfer_run(model_a, task, n, seed, stages, steps, labels, n_reused):
+    """One run of `transfer_runs`: a row per stage trained."""
     data = few_shot(task, n, seed)
     seed_new_weights(seed)  # the new layers' initial weights
-    fresh = build_transfer_model(model_a, task.n_classes, n_reused)
-    model = frozen.reset(weights=fresh.get_weights())
-    size = len(data.y_train)
-    train_passes(model, data.x_train, data.y_train, steps_frozen, size, seed)
-    rows = [_accuracies(labels[0], seed, n, model, data)]
-    if tuned is not None:
-        model = tuned.reset(weights=model.get_weights())
-        train_passes(model, data.x_train, data.y_train, steps_finetune, size, seed)
-        rows.append(_accuracies(labels[1], seed, n, model, data))
+    weights = build_transfer_model(model_a, task.n_classes, n_reused).get_weights()
+    rows = []
+    for stage, stage_steps, label in zip(stages, steps, labels, strict=True):
+        if stage is None:
+            continue
+        model = stage.reset(weights=weights)
+        train_passes(model, data.x_train, data.y_train, stage_steps, len(data.y_train), seed)
+        rows.append(_accuracies(label, seed, n, model, data))
+        weights = model.get_weights()
     return rows
 
 

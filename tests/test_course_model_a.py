@@ -63,11 +63,11 @@ def test_architecture_is_the_documented_one(readme, model_a):
         "Dense",
     ]
     assert model_a.input_shape == (None, 16, 16, 1)
-    assert model_a.output_shape == (None, len(transfer.SOURCE_CLASSES))
+    assert model_a.output_shape == (None, len(transfer.CLASSES))
 
 
 def test_documented_accuracy_is_measured(readme, model_a):
-    _, _, x_test, y_test = transfer.source_split()
+    x_test, y_test = transfer.source_test()
     measured = accuracy(model_a, x_test, y_test)
     match = re.search(r"\*\*Accuracy\.\*\* ([\d.]+) % on the (\d+) held-out", readme)
     assert match, "no accuracy in data/README.md"
@@ -77,16 +77,21 @@ def test_documented_accuracy_is_measured(readme, model_a):
 
 def test_regeneration_saves_a_loadable_model(tmp_path):
     output = tmp_path / "model_A.keras"
-    info = regeneration.save_model_a(output, epochs=1)
+    info = regeneration.save_model_a(output, epochs=3, per_digit=100)
     assert info["sha256"] == file_sha256(output)
     reloaded = keras.models.load_model(output)
     assert architecture_table(reloaded) == info["architecture"]
     assert weights_sha256(reloaded) == info["weights_sha256"]
-    assert info["test_accuracy"] > 0.5  # one epoch already learns something
+    assert info["test_accuracy"] > 0.3  # 3 epochs on 2,000 images already learn (chance: 0.1)
 
 
 def test_main_prints_what_the_readme_records(tmp_path, capsys):
-    assert regeneration.main(["--output", str(tmp_path / "a.keras"), "--epochs", "1"]) == 0
+    assert (
+        regeneration.main(
+            ["--output", str(tmp_path / "a.keras"), "--epochs", "1", "--per-digit", "50"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "sha256 of the file" in out and "sha256 of the weights" in out
     assert "| conv1 | Conv2D | 16×16×16 | relu | 160 |" in out

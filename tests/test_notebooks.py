@@ -50,6 +50,7 @@ QUICK_RERUNS = {
         "n_per_class": 2,
         "epochs_frozen": 5,
         "epochs_finetune": 3,
+        "epochs_scratch": 8,
         "learning_rate": 0.03,
         "finetune_learning_rate": 0.003,
         "scratch_rates": [0.01],
