@@ -44,7 +44,7 @@ def test_dependencies_have_ranges_not_exact_pins():
 
 
 # The name an import uses, where it differs from the package that provides it.
-PACKAGE_OF = {"sklearn": "scikit-learn", "yaml": "pyyaml", "IPython": "ipykernel"}
+PACKAGE_OF = {"sklearn": "scikit-learn", "yaml": "pyyaml", "IPython": "ipykernel", "PIL": "pillow"}
 
 
 def third_party_imports(source: str) -> set[str]:
