@@ -38,7 +38,7 @@ from scipy.ndimage import gaussian_filter, map_coordinates
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from helpers.data import Split, few_shot, keep_classes
+from helpers.data import Split, few_shot
 from helpers.seeding import seed_new_weights
 from helpers.training import (
     ReusedModel,
@@ -169,24 +169,19 @@ def printed_digits(per_digit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images), np.repeat(np.asarray(CLASSES, dtype="int64"), per_digit)
 
 
-def digit_images(classes=CLASSES) -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's handwritten 8x8 digits of `classes`, pixels divided by
-    16 (float32, range 0 to 1), labels relabelled 0..k-1 in sorted order."""
+def digit_images() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's handwritten 8x8 digits 0 to 9, pixels divided by 16
+    (float32, range 0 to 1), and their labels."""
     digits = load_digits()
-    x, y = keep_classes(digits.images, digits.target, classes)
-    return (x / PIXEL_MAX).astype("float32"), y.astype("int64")
+    return (digits.images / PIXEL_MAX).astype("float32"), digits.target.astype("int64")
 
 
-def place_on_canvas(images: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+def place_on_canvas(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Each 8x8 image at a random position (drawn from `rng`, every position
-    equally likely) on an empty 16x16 canvas: shape ``(n, 16, 16, 1)``.
-    `rng` None: every image at the center."""
+    equally likely) on an empty 16x16 canvas: shape ``(n, 16, 16, 1)``."""
     n = len(images)
     canvas = np.zeros((n, CANVAS_SIZE, CANVAS_SIZE), dtype="float32")
-    if rng is None:
-        corners = np.full((n, 2), (CANVAS_SIZE - DIGIT_SIZE) // 2)
-    else:
-        corners = rng.integers(0, CANVAS_SIZE - DIGIT_SIZE + 1, size=(n, 2))
+    corners = rng.integers(0, CANVAS_SIZE - DIGIT_SIZE + 1, size=(n, 2))
     for image, canvas_i, (row, col) in zip(images, canvas, corners, strict=True):
         canvas_i[row : row + DIGIT_SIZE, col : col + DIGIT_SIZE] = image
     return canvas[..., None]
@@ -220,7 +215,7 @@ def load_target_task(split_seed: int = 0) -> Split:
     """The handwritten digits 0 to 9 on the canvas. ``x_train``/``y_train``
     is the whole labelled pool (40 %); the validation (20 %) and test (40 %)
     sets and every image's position are fixed by `split_seed`."""
-    x, y = digit_images(CLASSES)
+    x, y = digit_images()
     x_pool, x_rest, y_pool, y_rest = train_test_split(
         x, y, train_size=POOL_FRACTION, stratify=y, random_state=split_seed
     )
