@@ -6,11 +6,13 @@ Both tasks show an 8x8 digit (pixel intensities 0 to 1, background 0) at a
 random position on a 16x16 *canvas*: where the digit sits says nothing about
 which digit it is.
 
-- The *source task*, model A's (``data/model_A.keras``): *printed* digits 0
-  to 9, rendered from the fonts that matplotlib ships (`source_fonts`) in
-  many sizes, weights, slants and small distortions, then reduced the way
-  scikit-learn's digits were (`render_digit`). Plenty of them: a model learns
-  what each digit's strokes look like, in every typeface.
+- The *source task*, model A's (``data/model_A.keras``): digits 0 to 9,
+  half *printed* in the fonts that matplotlib ships (`source_fonts`), half
+  *drawn by hand* by a program (a pen along jittered strokes,
+  `HAND_STROKES`), in many sizes, weights, slants and small distortions,
+  then reduced the way scikit-learn's digits were (`reduce_like_uci`).
+  Plenty of them: a model learns what each digit's strokes look like, in
+  many styles, none of them a person's.
 - The *target task*, notebook 04's: scikit-learn's *handwritten* digits 0 to
   9, another style of the same classes, with a few labelled images per digit
   (`helpers.data.few_shot`).
@@ -37,6 +39,7 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy.ndimage import gaussian_filter, map_coordinates
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
+from sklearn.neighbors import KNeighborsClassifier
 
 from helpers.data import Split, few_shot
 from helpers.seeding import seed_new_weights
@@ -88,6 +91,59 @@ SOURCE_FONTS = (
 RENDER_SIZE = 64  # glyphs are drawn on a 64x64 image before being reduced
 FONT_SIZES = (30, 46)  # points, drawn uniformly (upper bound excluded)
 STROKE_WIDTHS = (0, 3)  # extra outline in pixels, drawn uniformly (excluded)
+
+
+def _oval(cx: float, cy: float, rx: float, ry: float, start: float = -90, stop: float = 270):
+    """12 points along an ellipse (angles in degrees, 0 = right, clockwise)."""
+    angles = np.radians(np.linspace(start, stop, 12))
+    return [(cx + rx * np.cos(a), cy + ry * np.sin(a)) for a in angles]
+
+
+#: Digits drawn by hand, as a pen would: for each digit, a few ways of
+#: writing it (an open or closed 4, a 7 with or without a bar ...); each way
+#: is a list of strokes, each stroke the points a smooth pen line passes
+#: through, (x, y) in a unit box, y downwards. `draw_by_hand` jitters them.
+# fmt: off
+HAND_STROKES = {
+    0: [[_oval(0.5, 0.5, 0.38, 0.5)], [_oval(0.5, 0.5, 0.3, 0.5, -100, 265)]],
+    1: [[[(0.5, 0.0), (0.5, 1.0)]],
+        [[(0.25, 0.25), (0.55, 0.0), (0.55, 1.0)]],
+        [[(0.25, 0.25), (0.55, 0.0), (0.55, 1.0)], [(0.25, 1.0), (0.85, 1.0)]]],
+    2: [[[(0.12, 0.25), (0.3, 0.04), (0.6, 0.0), (0.85, 0.2), (0.75, 0.5), (0.4, 0.78),
+          (0.1, 1.0), (0.5, 0.97), (0.9, 1.0)]],
+        [[(0.15, 0.2), (0.5, 0.0), (0.85, 0.25), (0.6, 0.6), (0.2, 0.95), (0.12, 1.0),
+          (0.3, 0.85), (0.6, 0.92), (0.9, 1.0)]]],
+    3: [[[(0.15, 0.12), (0.5, 0.0), (0.82, 0.18), (0.7, 0.4), (0.4, 0.48), (0.75, 0.55),
+          (0.88, 0.78), (0.6, 1.0), (0.15, 0.9)]],
+        [[(0.15, 0.0), (0.85, 0.0), (0.45, 0.4), (0.8, 0.55), (0.88, 0.8), (0.6, 1.0),
+          (0.15, 0.9)]]],
+    4: [[[(0.6, 0.0), (0.35, 0.35), (0.1, 0.68), (0.5, 0.68), (0.92, 0.66)],
+         [(0.68, 0.3), (0.68, 1.0)]],
+        [[(0.22, 0.0), (0.15, 0.6), (0.5, 0.6), (0.88, 0.58)], [(0.72, 0.05), (0.72, 1.0)]]],
+    5: [[[(0.82, 0.0), (0.25, 0.0), (0.2, 0.45), (0.55, 0.38), (0.85, 0.6), (0.8, 0.88),
+          (0.45, 1.0), (0.12, 0.88)]],
+        [[(0.25, 0.0), (0.2, 0.45), (0.55, 0.38), (0.85, 0.62), (0.75, 0.92), (0.4, 1.0),
+          (0.12, 0.85)], [(0.25, 0.0), (0.85, 0.02)]]],
+    6: [[[(0.75, 0.0), (0.4, 0.2), (0.18, 0.6), (0.3, 0.95), (0.6, 1.0), (0.82, 0.78),
+          (0.65, 0.55), (0.35, 0.55), (0.2, 0.72)]],
+        [[(0.6, 0.0), (0.3, 0.35), (0.2, 0.7), (0.4, 1.0), (0.75, 0.9), (0.75, 0.6),
+          (0.45, 0.55), (0.22, 0.7)]]],
+    7: [[[(0.1, 0.0), (0.9, 0.0), (0.6, 0.45), (0.4, 1.0)]],
+        [[(0.1, 0.05), (0.9, 0.0), (0.45, 1.0)], [(0.3, 0.5), (0.8, 0.5)]],
+        [[(0.1, 0.15), (0.1, 0.0), (0.9, 0.0), (0.7, 0.35), (0.55, 1.0)]]],
+    8: [[[(0.5, 0.47), (0.8, 0.22), (0.5, 0.0), (0.2, 0.22), (0.5, 0.47), (0.85, 0.75),
+          (0.5, 1.0), (0.15, 0.75), (0.5, 0.47)]],
+        [_oval(0.5, 0.24, 0.28, 0.24), _oval(0.5, 0.73, 0.34, 0.27)]],
+    9: [[[(0.82, 0.3), (0.5, 0.5), (0.2, 0.3), (0.5, 0.0), (0.82, 0.22), (0.78, 0.6),
+          (0.7, 1.0)]],
+        [[(0.8, 0.25), (0.5, 0.45), (0.2, 0.25), (0.5, 0.0), (0.8, 0.2), (0.8, 0.6),
+          (0.6, 0.95), (0.3, 0.95)]]],
+}
+# fmt: on
+HAND_JITTER = 0.06  # sd of each stroke point's random move, as a share of the box
+HAND_ASPECTS = (0.45, 0.85)  # width / height of the box, drawn uniformly
+HAND_PEN_WIDTHS = (4, 11)  # pen width in pixels, drawn uniformly (upper bound excluded)
+DRAWN_SHARE = 0.5  # share of model A's digits drawn by hand (the others printed)
 SLANT_STD = 0.2  # shear, as a share of the height
 ROTATION_STD = 8.0  # degrees
 #: Elastic distortion: a random displacement field smoothed over SIGMA
@@ -96,7 +152,7 @@ ELASTIC_ALPHA, ELASTIC_SIGMA = 10.0, 5.0
 BITMAP_SIZE = 32  # as the UCI digits: a 32x32 bitmap, counted in 4x4 blocks
 MAX_WIDTH = 26  # widest glyph in the bitmap (handwritten digits leave side margins)
 
-SOURCE_PER_DIGIT = 1000  # model A's training set: printed images per digit
+SOURCE_PER_DIGIT = 1000  # model A's training set: images per digit
 SOURCE_COPIES = 2  # ... each at this many random positions
 SOURCE_TEST_PER_DIGIT = 50  # its test set (other renderings, one position each)
 SOURCE_SEED, SOURCE_TEST_SEED = 0, 1
@@ -109,6 +165,7 @@ TEST_FRACTION = 0.4
 MAX_N_PER_CLASS = 60
 LOSS = "sparse_categorical_crossentropy"
 FROZEN, FINE_TUNED = "transfer, frozen", "transfer, fine-tuned"
+NEAREST = "1-NN over every shift"
 
 
 def source_fonts() -> list[Path]:
@@ -118,11 +175,9 @@ def source_fonts() -> list[Path]:
     return [folder / name for name in SOURCE_FONTS]
 
 
-def render_digit(digit: int, font: Path | str, rng: np.random.Generator) -> np.ndarray:
-    """One printed `digit` in `font`, drawn at a random size, stroke width,
-    slant and rotation, elastically distorted, then reduced as the UCI
-    handwritten digits were: a 32x32 bitmap whose 4x4 blocks are counted
-    (0 to 16), divided by 16. Returns an 8x8 float32 image, range 0 to 1."""
+def draw_printed(digit: int, font: Path | str, rng: np.random.Generator) -> Image.Image:
+    """`digit` printed in `font` at a random size and stroke width, centered
+    on a `RENDER_SIZE` square (white on black)."""
     size = RENDER_SIZE
     image = Image.new("L", (size, size), 0)
     font = ImageFont.truetype(str(font), int(rng.integers(*FONT_SIZES)))
@@ -131,6 +186,54 @@ def render_digit(digit: int, font: Path | str, rng: np.random.Generator) -> np.n
     left, top, right, bottom = draw.textbbox((0, 0), str(digit), font=font, stroke_width=stroke)
     corner = ((size - right - left) / 2, (size - bottom - top) / 2)
     draw.text(corner, str(digit), fill=255, font=font, stroke_width=stroke, stroke_fill=255)
+    return image
+
+
+def _smooth(points: np.ndarray, per_segment: int = 8) -> np.ndarray:
+    """A Catmull-Rom spline through `points` (shape ``(n, 2)``): the curve a
+    pen traces through them."""
+    p = np.vstack([points[:1], points, points[-1:]])
+    t = np.linspace(0, 1, per_segment, endpoint=False)[:, None]
+    curve = [
+        0.5
+        * (
+            2 * p1
+            + (p2 - p0) * t
+            + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2
+            + (3 * p1 - p0 - 3 * p2 + p3) * t**3
+        )
+        for p0, p1, p2, p3 in zip(p[:-3], p[1:-2], p[2:-1], p[3:], strict=True)
+    ]
+    return np.vstack([*curve, points[-1:]])
+
+
+def draw_by_hand(digit: int, rng: np.random.Generator) -> Image.Image:
+    """`digit` drawn with a pen along one of its ways of writing
+    (`HAND_STROKES`), every point moved at random (`HAND_JITTER`), in a box
+    of random width, with a pen of random width, centered on a `RENDER_SIZE`
+    square (white on black)."""
+    size = RENDER_SIZE
+    ways = HAND_STROKES[digit]
+    height = 0.6 * size
+    box = np.array([height * rng.uniform(*HAND_ASPECTS), height])
+    pen = int(rng.integers(*HAND_PEN_WIDTHS))
+    image = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(image)
+    for stroke in ways[rng.integers(len(ways))]:
+        points = np.asarray(stroke) + rng.normal(0, HAND_JITTER, (len(stroke), 2))
+        line = [tuple(xy) for xy in size / 2 + (_smooth(points) - 0.5) * box]
+        draw.line(line, fill=255, width=pen, joint="curve")
+        for x, y in (line[0], line[-1]):  # round pen ends
+            draw.ellipse((x - pen / 2, y - pen / 2, x + pen / 2, y + pen / 2), fill=255)
+    return image
+
+
+def reduce_like_uci(image: Image.Image, rng: np.random.Generator) -> np.ndarray:
+    """A drawn digit (white on black, `RENDER_SIZE` square) at a random slant
+    and rotation, elastically distorted, then reduced as the UCI handwritten
+    digits were: a 32x32 bitmap whose 4x4 blocks are counted (0 to 16),
+    divided by 16. Returns an 8x8 float32 image, range 0 to 1."""
+    size = RENDER_SIZE
     slant = rng.normal(0, SLANT_STD)
     image = image.transform(
         (size, size), Image.AFFINE, (1, slant, -slant * size / 2, 0, 1, 0), Image.BILINEAR
@@ -155,17 +258,20 @@ def render_digit(digit: int, font: Path | str, rng: np.random.Generator) -> np.n
     return (counts / PIXEL_MAX).astype("float32")
 
 
-def printed_digits(per_digit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """`per_digit` printed images of every digit 0 to 9 (`render_digit`, each
-    in a font drawn at random): ``(images, labels)``, shapes ``(n, 8, 8)``
-    and ``(n,)``, digit by digit."""
+def source_digits(per_digit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`per_digit` images of every digit 0 to 9 for model A: each drawn by
+    hand (`draw_by_hand`) with probability `DRAWN_SHARE`, else printed in a
+    font drawn at random (`draw_printed`), then `reduce_like_uci`.
+    ``(images, labels)``, shapes ``(n, 8, 8)`` and ``(n,)``, digit by digit."""
     rng = np.random.default_rng(seed)
     fonts = source_fonts()
-    images = [
-        render_digit(digit, fonts[rng.integers(len(fonts))], rng)
-        for digit in CLASSES
-        for _ in range(per_digit)
-    ]
+
+    def draw(digit: int) -> Image.Image:
+        if rng.random() < DRAWN_SHARE:
+            return draw_by_hand(digit, rng)
+        return draw_printed(digit, fonts[rng.integers(len(fonts))], rng)
+
+    images = [reduce_like_uci(draw(digit), rng) for digit in CLASSES for _ in range(per_digit)]
     return np.stack(images), np.repeat(np.asarray(CLASSES, dtype="int64"), per_digit)
 
 
@@ -188,10 +294,10 @@ def place_on_canvas(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def source_test(per_digit: int = SOURCE_TEST_PER_DIGIT) -> tuple[np.ndarray, np.ndarray]:
-    """Model A's held-out test set: `per_digit` printed renderings of every
+    """Model A's held-out test set: `per_digit` renderings of every
     digit, none of them in its training set, each at one random position on
     the canvas (fixed seed): ``(x_test, y_test)``."""
-    x, y = printed_digits(per_digit, SOURCE_TEST_SEED)
+    x, y = source_digits(per_digit, SOURCE_TEST_SEED)
     return place_on_canvas(x, np.random.default_rng(SOURCE_TEST_SEED)), y
 
 
@@ -200,10 +306,10 @@ def source_split(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Model A's training and test sets: ``(x_train, y_train, x_test, y_test)``.
 
-    Printed digits on the canvas (fixed seeds: the same sets every time):
+    Digits on the canvas (fixed seeds: the same sets every time):
     `per_digit` renderings of every digit, each at `copies` random positions,
     shuffled; the test set is `source_test`'s."""
-    x, y = printed_digits(per_digit, SOURCE_SEED)
+    x, y = source_digits(per_digit, SOURCE_SEED)
     rng = np.random.default_rng(SOURCE_SEED)
     x_train = place_on_canvas(np.repeat(x, copies, axis=0), rng)
     y_train = np.repeat(y, copies)
@@ -461,6 +567,49 @@ def _transfer_run(model_a, task, n, seed, stages, steps, labels, n_reused):
         rows.append(_accuracies(label, seed, n, model, data))
         weights = model.get_weights()
     return rows
+
+
+def every_shift(images: np.ndarray) -> np.ndarray:
+    """Every shift of each canvas image (``(n, 16, 16, 1)``): its content
+    moved by -8 to +8 pixels down and across, zeros brought in. An 8x8 digit
+    can sit anywhere on the canvas, and these shifts take it from any
+    position to any other. Shape ``(n * 17 * 17, 256)``, flattened, image by
+    image."""
+    size, reach = images.shape[1], CANVAS_SIZE - DIGIT_SIZE
+    padded = np.pad(images[..., 0], ((0, 0), (reach, reach), (reach, reach)))
+    moves = range(2 * reach + 1)
+    shifted = [padded[:, r : r + size, c : c + size] for r in moves for c in moves]
+    return np.stack(shifted, axis=1).reshape(-1, size * size)
+
+
+def nearest_shift_runs(
+    task: Split, n_per_class: int | Iterable[int], seeds: Iterable[int], label: str = NEAREST
+) -> pd.DataFrame:
+    """A shallow baseline that knows position does not matter: each test
+    (and validation) image gets the label of its nearest neighbour, in raw
+    pixels, among every shift of the few labelled images (`every_shift`;
+    scikit-learn's `KNeighborsClassifier`, 1 neighbour). Nothing is trained
+    and nothing is random but the draw of the images: run `seed` draws them
+    with `few_shot(task, n, seed)`, as the other runs do. One row per run,
+    with the columns of `scratch_runs`."""
+    rows = []
+    for n in _sizes(n_per_class):
+        for seed in seeds:
+            data = few_shot(task, n, seed)
+            templates = every_shift(data.x_train)
+            labels = np.repeat(data.y_train, len(templates) // len(data.y_train))
+            nearest = KNeighborsClassifier(n_neighbors=1).fit(templates, labels)
+            flat = [x.reshape(len(x), -1) for x in (data.x_valid, data.x_test)]
+            rows.append(
+                {
+                    "config": label,
+                    "n_per_class": n,
+                    "seed": seed,
+                    "valid_accuracy": nearest.score(flat[0], data.y_valid),
+                    "test_accuracy": nearest.score(flat[1], data.y_test),
+                }
+            )
+    return pd.DataFrame(rows)
 
 
 def paired_differences(runs: pd.DataFrame, config: str, baseline: str) -> pd.Series:

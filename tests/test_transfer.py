@@ -1,3 +1,5 @@
+import dataclasses
+
 import keras
 import numpy as np
 import pandas as pd
@@ -71,8 +73,8 @@ def test_source_fonts_ship_with_matplotlib_and_draw_digits():
         assert all(face.get_char_index(ord(c)) for c in "0123456789"), font
 
 
-def test_printed_digits_look_like_the_handwritten_ones():
-    x, y = transfer.printed_digits(20, seed=0)
+def test_source_digits_look_like_the_handwritten_ones():
+    x, y = transfer.source_digits(20, seed=0)
     assert x.shape == (200, 8, 8) and x.dtype == np.float32
     assert y.tolist() == [d for d in range(10) for _ in range(20)]
     assert x.min() == 0.0 and x.max() == 1.0
@@ -81,8 +83,29 @@ def test_printed_digits_look_like_the_handwritten_ones():
     assert (x[..., :, 0] == 0).mean() > 0.8  # side margins, as handwritten digits have
     handwritten, _ = transfer.digit_images()
     assert abs((x > 0).mean() - (handwritten > 0).mean()) < 0.15  # about as much ink
-    assert np.array_equal(transfer.printed_digits(20, seed=0)[0], x)
-    assert not np.array_equal(transfer.printed_digits(20, seed=1)[0], x)
+    assert np.array_equal(transfer.source_digits(20, seed=0)[0], x)
+    assert not np.array_equal(transfer.source_digits(20, seed=1)[0], x)
+
+
+@pytest.mark.parametrize("digit", range(10))
+def test_draw_by_hand_draws_every_way_of_writing_a_digit_differently(digit):
+    rng = np.random.default_rng(digit)
+    drawings = [np.asarray(transfer.draw_by_hand(digit, rng)) for _ in range(8)]
+    for pixels in drawings:
+        assert pixels.shape == (transfer.RENDER_SIZE,) * 2
+        assert 0.03 < (pixels > 127).mean() < 0.4  # a pen line, not a blot
+        rows, cols = np.nonzero(pixels)
+        assert rows.min() > 0 and cols.min() > 0  # all of it on the drawing
+        assert rows.max() < transfer.RENDER_SIZE - 1 and cols.max() < transfer.RENDER_SIZE - 1
+    assert len({d.tobytes() for d in drawings}) == len(drawings)  # jittered
+
+
+def test_source_digits_are_printed_and_drawn():
+    rng = np.random.default_rng(0)
+    glyph = transfer.reduce_like_uci(transfer.draw_by_hand(7, rng), rng)
+    assert glyph.shape == (8, 8) and glyph.dtype == np.float32 and glyph.max() > 0
+    assert 0 < transfer.DRAWN_SHARE < 1
+    assert set(transfer.HAND_STROKES) == set(transfer.CLASSES)
 
 
 def test_source_split_places_every_training_digit_several_times():
@@ -281,3 +304,38 @@ def test_paired_differences():
     )
     differences = paired_differences(runs, "a", "b")
     assert differences.loc[1] == pytest.approx(-0.1) and differences.loc[2] == pytest.approx(0.3)
+
+
+def test_every_shift_moves_the_digit_to_every_position():
+    images, _ = transfer.digit_images()
+    canvas = transfer.place_on_canvas(images[:3], np.random.default_rng(0))
+    shifted = transfer.every_shift(canvas)
+    assert shifted.shape == (3 * 17 * 17, 256)
+    first = {image.tobytes() for image in shifted[: 17 * 17]}
+    assert canvas[0].reshape(-1).tobytes() in first  # no shift
+    for row, col in ((0, 0), (8, 8), (0, 8), (5, 2)):  # the digit at every corner and between
+        placed = np.zeros((16, 16), "float32")
+        placed[row : row + 8, col : col + 8] = images[0]
+        assert placed.reshape(-1).tobytes() in first
+
+
+def test_nearest_shift_runs_label_a_moved_copy_of_a_labelled_image(task):
+    runs = transfer.nearest_shift_runs(task, [1, 2], [0, 1])
+    assert list(runs.columns) == [
+        "config",
+        "n_per_class",
+        "seed",
+        "valid_accuracy",
+        "test_accuracy",
+    ]
+    assert runs[["n_per_class", "seed"]].values.tolist() == [[1, 0], [1, 1], [2, 0], [2, 1]]
+    assert (runs["test_accuracy"] > 0.3).all()  # far above chance (0.1)
+    # test images that are moved copies of the labelled ones (whole digits) are all right
+    data = few_shot(task, 1, 0)
+    moved = transfer.every_shift(data.x_train).reshape(-1, 16, 16, 1)
+    labels = np.repeat(data.y_train, 17 * 17)
+    ink = np.repeat(data.x_train.sum(axis=(1, 2, 3)), 17 * 17)
+    whole = np.isclose(moved.sum(axis=(1, 2, 3)), ink)
+    assert 10 * 9 <= whole.sum() < len(moved)  # at least the 81 positions... of some digits
+    copies = dataclasses.replace(task, x_test=moved[whole], y_test=labels[whole])
+    assert transfer.nearest_shift_runs(copies, 1, [0])["test_accuracy"].item() == 1.0

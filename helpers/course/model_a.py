@@ -3,9 +3,9 @@
 
     python -m helpers.course.model_a
 
-trains model A from a fixed seed on printed digits 0 to 9 (rendered from
-matplotlib's fonts, each at two random positions on a 16x16 canvas: see
-`helpers.transfer`), saves it and
+trains model A from a fixed seed on digits 0 to 9, half printed in
+matplotlib's fonts and half drawn by hand by a program, each at two random
+positions on a 16x16 canvas (see `helpers.transfer`), saves it and
 prints what ``data/README.md`` records (accuracy, size, SHA-256 of the file
 and of the weights, architecture). Notebooks never train model A: they load
 the shipped file.
@@ -59,10 +59,10 @@ def build_model_a() -> keras.Sequential:
 def train_model_a(
     seed: int = TRAIN_SEED, epochs: int = TRAIN_EPOCHS, per_digit: int = SOURCE_PER_DIGIT
 ) -> tuple[keras.Sequential, float]:
-    """Train model A on `per_digit` printed renderings of every digit (the
+    """Train model A on `per_digit` renderings of every digit (the
     shipped model: `SOURCE_PER_DIGIT`; fewer for quick tests) from `seed`;
     return the trained, *uncompiled* model (the file then carries no
-    optimizer state) and its accuracy on the held-out printed digits."""
+    optimizer state) and its accuracy on the held-out source digits."""
     x_train, y_train, x_test, y_test = source_split(per_digit)
     seed_everything(seed)
     model = build_model_a()
@@ -142,7 +142,7 @@ def save_model_a(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m helpers.course.model_a",
-        description="Train model A (printed digits 0-9) and save it for notebook 04.",
+        description="Train model A (digits 0-9, printed and drawn) and save it for notebook 04.",
     )
     parser.add_argument("--output", type=Path, default=MODEL_A_PATH, help="where to save it")
     parser.add_argument(
@@ -152,12 +152,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--per-digit",
         type=int,
         default=SOURCE_PER_DIGIT,
-        help="printed images per digit (keep the default)",
+        help="images per digit (keep the default)",
     )
     args = parser.parse_args(argv)
     info = save_model_a(args.output, epochs=args.epochs, per_digit=args.per_digit)
     print(f"saved {info['path']} ({info['bytes']:,} bytes)")
-    print(f"test accuracy on held-out printed digits: {info['test_accuracy']:.1%}")
+    print(
+        f"test accuracy on held-out source digits (printed and drawn): {info['test_accuracy']:.1%}"
+    )
     print(f"trained in {info['seconds']:.0f} s")
     print(f"sha256 of the file: {info['sha256']}")
     print(f"sha256 of the weights (weights_sha256): {info['weights_sha256']}")
