@@ -431,6 +431,17 @@ def compiled(
     return ReusedModel(model)
 
 
+def _row(config: str, n_per_class: int, seed: int, valid: float, test: float) -> dict:
+    """One run's row of a runs table (the columns of `scratch_runs`)."""
+    return {
+        "config": config,
+        "n_per_class": n_per_class,
+        "seed": seed,
+        "valid_accuracy": valid,
+        "test_accuracy": test,
+    }
+
+
 def _accuracies(config: str, seed: int, n_per_class: int, model: keras.Model, data: Split) -> dict:
     """One run's row: its validation and test accuracy, from one call of the
     model's compiled predict function on both sets together (always the
@@ -438,13 +449,9 @@ def _accuracies(config: str, seed: int, n_per_class: int, model: keras.Model, da
     of a convolutional model)."""
     predictions = model.predict_on_batch(np.concatenate([data.x_valid, data.x_test]))
     n_valid = len(data.y_valid)
-    return {
-        "config": config,
-        "n_per_class": n_per_class,
-        "seed": seed,
-        "valid_accuracy": score(predictions[:n_valid], data.y_valid, ["accuracy"])["accuracy"],
-        "test_accuracy": score(predictions[n_valid:], data.y_test, ["accuracy"])["accuracy"],
-    }
+    valid = score(predictions[:n_valid], data.y_valid, ["accuracy"])["accuracy"]
+    test = score(predictions[n_valid:], data.y_test, ["accuracy"])["accuracy"]
+    return _row(config, n_per_class, seed, valid, test)
 
 
 def _sizes(n_per_class: int | Iterable[int]) -> list[int]:
@@ -599,16 +606,9 @@ def nearest_shift_runs(
             templates = every_shift(data.x_train)
             labels = np.repeat(data.y_train, len(templates) // len(data.y_train))
             nearest = KNeighborsClassifier(n_neighbors=1).fit(templates, labels)
-            flat = [x.reshape(len(x), -1) for x in (data.x_valid, data.x_test)]
-            rows.append(
-                {
-                    "config": label,
-                    "n_per_class": n,
-                    "seed": seed,
-                    "valid_accuracy": nearest.score(flat[0], data.y_valid),
-                    "test_accuracy": nearest.score(flat[1], data.y_test),
-                }
-            )
+            valid = nearest.score(data.x_valid.reshape(len(data.y_valid), -1), data.y_valid)
+            test = nearest.score(data.x_test.reshape(len(data.y_test), -1), data.y_test)
+            rows.append(_row(label, n, seed, valid, test))
     return pd.DataFrame(rows)
 
 

@@ -336,6 +336,6 @@ def test_nearest_shift_runs_label_a_moved_copy_of_a_labelled_image(task):
     labels = np.repeat(data.y_train, 17 * 17)
     ink = np.repeat(data.x_train.sum(axis=(1, 2, 3)), 17 * 17)
     whole = np.isclose(moved.sum(axis=(1, 2, 3)), ink)
-    assert 10 * 9 <= whole.sum() < len(moved)  # at least the 81 positions... of some digits
+    assert 10 * 9 <= whole.sum() < len(moved)  # some shifts keep the whole digit, others cut it
     copies = dataclasses.replace(task, x_test=moved[whole], y_test=labels[whole])
     assert transfer.nearest_shift_runs(copies, 1, [0])["test_accuracy"].item() == 1.0
