@@ -3,7 +3,6 @@ convolutional, recurrent or subclassed models and says what it cannot
 measure; it samples the probe as documented, recovers the loss of every step
 and stops a run that diverged. (The course's failures: tests/test_mysteries.py.)"""
 
-import math
 
 import keras
 import matplotlib
@@ -81,8 +80,7 @@ def test_a_subclassed_model_gets_loss_and_gradient_norm_only(capsys):
     assert "could not be read" in capsys.readouterr().out
 
 
-def test_sampling_measures_about_probe_samples_times(monkeypatch):
-    monkeypatch.setattr(callback, "UPDATE_BUDGET", math.inf)  # every log's update
+def test_sampling_measures_about_probe_samples_times():
     x, y = small_data((5,))
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8, "relu")])
     model.add(keras.layers.Dense(3, "softmax"))
@@ -98,16 +96,35 @@ def test_sampling_measures_about_probe_samples_times(monkeypatch):
     assert monitor.steps["update_change"].iloc[1:].notna().all()
 
 
-def test_the_update_sizes_keep_to_their_time_budget(monkeypatch):
-    monkeypatch.setattr(callback, "UPDATE_BUDGET", 0.0)
+def test_every_update_is_measured_in_the_train_step_and_the_model_gets_its_own_back():
+    """The size of each step's update and of its change from the previous
+    step's are those of the weights' change, step by step; after the run the
+    model trains with its own train function again."""
     x, y = small_data((5,))
-    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, "softmax")])
-    monitor = fit_watched(model, x, y, epochs=5)
-    # The first call (which traces) is not charged; the second uses up the budget.
-    assert monitor.steps["update"].notna().sum() == 2 and len(monitor.steps) == 20
-    assert "measured at 2 of 20 logs" in monitor.report_text()
-    # Skipped, not lost: the diagnosis runs on the logs it has.
-    assert "updates_too_small" not in monitor.symptoms
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, "relu")])
+    model.add(keras.layers.Dense(3, "softmax"))
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    own = model.train_function
+    weights = [np.concatenate([w.ravel() for w in model.get_weights()])]
+    keep = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: weights.append(
+            np.concatenate([w.ravel() for w in model.get_weights()])
+        )
+    )
+    monitor = TrainingMonitor(x, y)
+    model.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[monitor, keep])
+    updates = np.diff(weights, axis=0)
+    sizes = monitor.steps[["update", "update_change", "weight_norm"]].to_numpy()
+    np.testing.assert_allclose(sizes[:, 0], np.linalg.norm(updates, axis=1), rtol=1e-4)
+    assert np.isnan(sizes[0, 1])  # no update before the first
+    np.testing.assert_allclose(
+        sizes[1:, 1], np.linalg.norm(np.diff(updates, axis=0), axis=1), rtol=1e-3
+    )
+    np.testing.assert_allclose(sizes[:, 2], np.linalg.norm(weights[1:], axis=1), rtol=1e-5)
+    assert model.train_function is own
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0)  # unwatched: the record is left alone
+    assert len(monitor.steps) == 8
 
 
 def test_every_n_steps_is_checked():
@@ -359,10 +376,9 @@ def test_mixed_precision_is_measured_in_float32():
     assert np.isfinite(monitor.steps["weight_norm"].dropna()).all()
 
 
-def test_a_large_weight_tensor_is_read_through_a_sample(monkeypatch):
+def test_a_large_weight_tensor_is_read_through_a_sample():
     """The update of a 131,000-weight layer, estimated from 4,096 of its
     entries, is within 10 % of the exact norm of the weights' change."""
-    monkeypatch.setattr(callback, "UPDATE_BUDGET", math.inf)  # every log's update
     x, y = small_data((512,), n=64)
     model = keras.Sequential([keras.Input((512,)), keras.layers.Dense(256), keras.layers.Dense(3)])
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")

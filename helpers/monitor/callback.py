@@ -5,7 +5,6 @@ each epoch's logs) and, when the run ends, applies the rules to it."""
 from __future__ import annotations
 
 import math
-import time
 
 import keras
 import matplotlib.pyplot as plt
@@ -17,7 +16,6 @@ from helpers.monitor.probe import Probe, weight_variables
 from helpers.monitor.record import Record
 from helpers.monitor.report import plot_record, report_text
 from helpers.monitor.rules import Diagnosis, Finding, diagnose
-from helpers.training import without_retracing_warnings
 
 #: Probe measurements per run when `every_n_steps` is not given (plus one
 #: before the first step and one after the last).
@@ -35,18 +33,6 @@ EAGER_RUN = 12
 #: unbiased estimate). Reading every weight at every log cost the train step
 #: of a 1.5-million-weight MLP half its time again (memory traffic).
 SAMPLED_ENTRIES = 4096
-
-#: The update sizes take at most this share of the run's time: a log is
-#: skipped (its update, NaN, is folded into the next measured one) while the
-#: time they took exceeds it. A measurement costs about 0.4 to 0.6 ms within
-#: `fit` on the 2-core CPU measured (`tests/monitor_overhead.py`'s runs).
-#: Below the budget every log is measured, and what is measured does not
-#: depend on the machine's speed: notebook 07's RNN (steps of about 2.3 ms)
-#: stays below it. At 0.1 the budget bound there (about three logs in four
-#: measured), and the one spike of run E's update on the notebook's seed went
-#: unmeasured; a 34,000-weight MLP (1 ms steps) is measured at about two logs
-#: in three.
-UPDATE_BUDGET = 0.2
 
 
 def _non_finite_rows(arrays) -> np.ndarray:
@@ -79,13 +65,19 @@ def _step_of(model: keras.Model) -> int:
 
 
 class _UpdateSizes:
-    """The size of the weights' change per step since the previous call, of
-    that change's difference from the previous call's, and of the weights,
-    computed where the weights are: one compiled call returns three numbers,
-    no weight is copied to the host. A tensor of more than `SAMPLED_ENTRIES`
-    entries is read through a fixed sample of them; the weights are read into
-    one vector (each sampled entry weighted by size / SAMPLED_ENTRIES), and
-    the copies kept of it and of the last update are one vector each."""
+    """The size of each step's change to the weights (its update), of that
+    update's change from the previous step's, and of the weights, measured
+    inside Keras's train step, where the weights are: `attach` rebuilds the
+    model's train function with a step that also measures, `detach` gives
+    the model its own back, and `read` returns the last step's three sizes.
+
+    Why inside: a function of our own called at every log cost about 0.5 ms
+    (TensorFlow's dispatch), half a small net's step; inside the step the
+    measurement costs a few dozen small operations, and a log one read of
+    three numbers. A tensor of more than `SAMPLED_ENTRIES` entries is read
+    through a fixed sample of them, each weighted by size / SAMPLED_ENTRIES;
+    the copies kept of the weights and of the last update are one vector
+    each."""
 
     def __init__(self, variables: list):
         self.variables = variables
@@ -94,78 +86,64 @@ class _UpdateSizes:
         for variable in variables:
             size = math.prod(variable.shape)
             if size > SAMPLED_ENTRIES:
-                chosen = np.sort(rng.choice(size, SAMPLED_ENTRIES, replace=False))
-                self.samples.append(tf.constant(chosen, tf.int64))
+                chosen = rng.choice(size, SAMPLED_ENTRIES, replace=False)
+                indices = np.stack(np.unravel_index(np.sort(chosen), variable.shape), axis=1)
+                self.samples.append(tf.constant(indices, tf.int64))
                 scales.append(np.full(SAMPLED_ENTRIES, size / SAMPLED_ENTRIES, "float32"))
             else:
                 self.samples.append(None)
                 scales.append(np.ones(size, "float32"))
         self.scales = tf.constant(np.concatenate(scales))
-        weights = self._read()
+        weights = self._weights()
         self.previous = tf.Variable(weights, trainable=False)
-        self.last_update = tf.Variable(tf.zeros_like(weights), trainable=False)
-        self.calls, self.pending, self.spent = 0, 0, 0.0
-        self.measured = False  # whether the last call measured (or the budget skipped it)
-        self.started = time.perf_counter()
-        self._call = None  # the compiled function, made at the first call
+        # NaN until a first update is known: the first step has no change.
+        self.last_update = tf.Variable(tf.fill(tf.shape(weights), math.nan), trainable=False)
+        self.squares = tf.Variable(tf.fill([3], math.nan), trainable=False)
+        self._own_train_function = None
 
-    def _read(self):
+    def _weights(self):
         """The weights (or their sampled entries) as one float32 vector."""
-        parts = []
-        for variable, sample in zip(self.variables, self.samples, strict=True):
-            flat = tf.reshape(variable.value, [-1])
-            parts.append(flat if sample is None else tf.gather(flat, sample))
+        parts = [
+            tf.reshape(variable.value, [-1])
+            if sample is None
+            else tf.gather_nd(variable.value, sample)
+            for variable, sample in zip(self.variables, self.samples, strict=True)
+        ]
         return tf.concat([tf.cast(part, tf.float32) for part in parts], axis=0)
 
-    def _sizes(self, steps):
-        current = self._read()
-        update = (current - self.previous) / steps
-        squares = tf.stack(
-            [
-                tf.reduce_sum(self.scales * tf.square(update)),
-                tf.reduce_sum(self.scales * tf.square(update - self.last_update)),
-                tf.reduce_sum(self.scales * tf.square(current)),
-            ]
-        )
+    def _measure(self):
+        """In the train step, after the optimizer's update (TensorFlow runs a
+        read of a variable after the writes to it that come before)."""
+        current = self._weights()
+        update = current - self.previous
+        vectors = tf.stack([update, update - self.last_update, current])
+        self.squares.assign(tf.reduce_sum(self.scales * tf.square(vectors), axis=1))
         self.previous.assign(current)
         self.last_update.assign(update)
-        return tf.sqrt(squares)
 
-    def _compiled(self, jit: bool):
-        """`_sizes` as a concrete function of the number of steps: traced
-        without AutoGraph (plain Python loops), compiled with XLA when `jit`
-        (one fused kernel), called without `tf.function`'s dispatch (alone, a
-        call then costs about half of a plain `tf.function`'s on the CPU
-        measured)."""
-        function = tf.function(self._sizes, autograph=False, jit_compile=jit)
-        return function.get_concrete_function(tf.TensorSpec([], tf.float32))
+    def attach(self, model: keras.Model) -> None:
+        """Train `model` with a step that also measures its update."""
+        own_step = model.train_step
 
-    def _run(self, steps: float) -> np.ndarray:
-        steps = tf.constant(steps)
-        if self._call is None:
-            with without_retracing_warnings():  # a new function per monitor, traced once
-                try:
-                    self._call = self._compiled(jit=True)
-                    return self._call(steps).numpy()
-                except Exception:  # noqa: BLE001  (XLA cannot compile it here: a strategy's variables)
-                    self._call = self._compiled(jit=False)
-        return self._call(steps).numpy()
+        def train_step(data):
+            logs = own_step(data)
+            self._measure()
+            return logs
 
-    def __call__(self, steps: int) -> tuple[float, float, float]:
-        """The sizes over the `steps` since the previous log, or NaN when the
-        budget skips this log (the next measured log covers its steps)."""
-        self.pending += steps
-        start = time.perf_counter()
-        self.measured = not (self.calls and self.spent > UPDATE_BUDGET * (start - self.started))
-        if not self.measured:
-            return (math.nan,) * 3
-        self.calls += 1
-        result = self._run(float(self.pending))
-        if self.calls > 1:  # the first call compiles the function: a cost paid once
-            self.spent += time.perf_counter() - start
-        self.pending = 0
-        size, change, norm = (float(v) for v in result)
-        return size, change if self.calls >= 2 else math.nan, norm
+        self._own_train_function = model.train_function
+        model.train_step = train_step  # read once, by make_train_function
+        try:
+            model.make_train_function(force=True)
+        finally:
+            del model.train_step
+
+    def detach(self, model: keras.Model) -> None:
+        """Give `model` back its own train function."""
+        model.train_function = self._own_train_function
+
+    def read(self) -> tuple[float, float, float]:
+        """The last step's update size, its change, and the weights' size."""
+        return tuple(math.sqrt(v) if v >= 0 else math.nan for v in self.squares.value().numpy())
 
 
 class TrainingMonitor(keras.callbacks.Callback):
@@ -281,6 +259,8 @@ class TrainingMonitor(keras.callbacks.Callback):
                 self._trace_after = math.inf
         variables = self.model.trainable_variables
         self._sizes = _UpdateSizes(variables) if variables else None
+        if self._sizes:
+            self._sizes.attach(self.model)
         step = _step_of(self.model)
         n = self.record.probe_size
         for part, arrays in (("inputs", self.x_probe), ("labels", self.y_probe)):
@@ -325,8 +305,8 @@ class TrainingMonitor(keras.callbacks.Callback):
                 else:
                     loss = running
                 steps = done - before
-                update, change, norm = self._sizes(steps) if self._sizes else (math.nan,) * 3
-                if self._sizes and self._sizes.measured and not math.isfinite(norm):
+                update, change, norm = self._sizes.read() if self._sizes else (math.nan,) * 3
+                if self._sizes and not math.isfinite(norm):
                     self._found_nan(step)  # a NaN or inf weight
                 self._rows["steps"].append(
                     {
@@ -350,6 +330,8 @@ class TrainingMonitor(keras.callbacks.Callback):
         )
 
     def on_train_end(self, logs=None):
+        if self._sizes:
+            self._sizes.detach(self.model)
         if not self._rows["probes"] or self._rows["probes"][-1]["step"] != _step_of(self.model):
             self._measure(_step_of(self.model))
         self._write_record()

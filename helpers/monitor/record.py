@@ -35,9 +35,9 @@ class Record:
     - ``steps``: one row per log of `fit` (every `steps_per_execution`
       steps), indexed by step: ``steps`` (since the previous log), ``loss``
       (their mean loss), ``running`` (Keras's running mean of the epoch),
-      ``update`` (norm of the change of all weights per step),
-      ``update_change`` (norm of that update's change from the previous
-      log's) and ``weight_norm`` (norm of all trainable weights);
+      ``update`` (norm of the change of all weights at the log's last
+      step), ``update_change`` (norm of that update's change from the
+      step's before) and ``weight_norm`` (norm of all trainable weights);
     - ``probes``: per probe measurement, the probe ``loss``, the whole
       gradient's norm ``grad_norm`` and ``penalty``, the regularization
       losses within the loss (as within Keras's logged losses);

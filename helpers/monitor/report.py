@@ -86,7 +86,7 @@ def plot_record(record: Record, diagnosis: Diagnosis, title: str | None = None) 
     ax.plot(norm.index, norm, "o-", ms=3, color="tab:purple", label="gradient norm (probe)")
     for column, color, width, label in (
         ("update", "tab:green", None, "update size per step"),
-        ("update_change", "tab:brown", 0.8, "change of the update from the previous log"),
+        ("update_change", "tab:brown", 0.8, "change of the update from the step before"),
     ):
         values = steps[column].where(np.isfinite(steps[column]) & (steps[column] > 0))
         if values.notna().any():  # positive values only: a log scale

@@ -69,9 +69,9 @@ DEAD_SHARE = 0.5
 #: many times its value before training.
 DIVERGED_FACTOR = 3.0
 
-#: A spike: the loss of the steps since the previous log, the size of their
-#: update to the weights, or the change of that update from the previous
-#: log's, above this many times the median of the values before it (over
+#: A spike: the loss of the steps since the previous log, the size of the
+#: update to the weights at the log's last step, or the change of that update
+#: from the step's before, above this many times the median of the values before it (over
 #: `SPIKE_WINDOW` of them, once `SPIKE_WARMUP` are known; before the loss
 #: becomes inf or NaN, if it does). Only full logs (of `steps_per_execution`
 #: steps) are compared. The change of the update is what a jump of the
@@ -568,7 +568,7 @@ def updates_too_small(record: Record) -> Result:
         return NotJudged(
             "updates_too_small",
             f"the update sizes were measured at {len(ratio)} of {len(steps)} logs, fewer than "
-            f"{MIN_POINTS} (a short run, or the monitor's time budget for them)",
+            f"{MIN_POINTS} (a short run)",
         )
     median = float(ratio.median())
     if median < UPDATE_RATIO_LOW:
