@@ -7,9 +7,10 @@ come from it.
 Each model is timed after a warm-up epoch (Keras traces its train step
 once), for whole runs of `SHORT` and of `LONG` epochs of 256 steps (125 for
 the RNN), unwatched and watched, alternating, the median of `REPEATS`. A
-watched run pays a fixed cost (tracing the probe and the update sizes, about
-24 probe measurements) and a cost per step (the update sizes, within
-`UPDATE_BUDGET` of the run's time): the longer run shows the second more.
+watched run pays a fixed cost (tracing the probe and the train step that
+also measures the update, about 24 probe measurements) and a cost per step
+(measuring the update, reading it and the loss): the longer run shows the
+second more.
 The table separates them: the ratio per further step is the slope between
 the short and the long run (their difference in time over their difference
 in steps, watched against unwatched), the fixed cost what remains.

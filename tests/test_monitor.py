@@ -3,7 +3,6 @@ convolutional, recurrent or subclassed models and says what it cannot
 measure; it samples the probe as documented, recovers the loss of every step
 and stops a run that diverged. (The course's failures: tests/test_mysteries.py.)"""
 
-
 import keras
 import matplotlib
 import numpy as np

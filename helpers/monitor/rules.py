@@ -491,14 +491,14 @@ def find_spikes(record: Record) -> list[tuple[str, int, float]]:
         signals.append(("probe gradient norm", probes["grad_norm"], GRADIENT_SPIKE_FACTOR))
     spikes = []
     for label, series, factor in signals:
-        kept = series[series.index < finite_until]
-        values, index = kept.to_numpy(dtype="float64"), kept.index
-        for i in range(SPIKE_WARMUP, len(values)):
-            window = values[max(0, i - SPIKE_WINDOW) : i]
-            window = window[np.isfinite(window)]
-            reference = np.median(window) if len(window) else np.nan
-            if reference > 0 and values[i] > factor * reference:
-                spikes.append((label, int(index[i]), float(values[i] / reference)))
+        kept = series[series.index < finite_until].astype("float64")
+        # The median of the finite values among the SPIKE_WINDOW before each.
+        finite = kept.where(np.isfinite(kept))
+        reference = finite.shift(1).rolling(SPIKE_WINDOW, min_periods=1).median()
+        spike = (reference > 0) & (kept > factor * reference)
+        spike.iloc[:SPIKE_WARMUP] = False
+        ratio = kept[spike] / reference[spike]
+        spikes += [(label, int(step), float(r)) for step, r in ratio.items()]
     return spikes
 
 
