@@ -1,19 +1,18 @@
-"""What watching a run with `TrainingMonitor` costs: the time per step of
-three runs, unwatched and watched, at one step per Keras log (the monitor's
-most expensive case: it sees every step). `python tests/monitor_overhead.py`
-prints the table; the numbers in the monitor's docstring and in notebook 07
-come from it.
+"""What watching costs: the time per step of three runs, unwatched and
+watched by `TrainingMonitor`, at one step per Keras log (the monitor's most
+expensive case: it sees every step). `python tests/monitor_overhead.py`
+prints the table; the numbers in the monitor's docstring come from it.
 
-Each model is timed after a warm-up epoch (Keras traces its train step
-once), for whole runs of `SHORT` and of `LONG` epochs of 256 steps (125 for
-the RNN), unwatched and watched, alternating, the median of `REPEATS`. A
-watched run pays a fixed cost (tracing the probe and the train step that
-also measures the update, about 24 probe measurements) and a cost per step
-(measuring the update, reading it and the loss): the longer run shows the
-second more.
-The table separates them: the ratio per further step is the slope between
-the short and the long run (their difference in time over their difference
-in steps, watched against unwatched), the fixed cost what remains.
+Each model is trained once first (Keras traces its train step), then for
+`EPOCHS` epochs of 256 steps (125 for the RNN) unwatched and watched,
+alternating, `REPEATS` times. A watched run pays a fixed cost at its start
+(building and tracing the probe, tracing the train step that also measures
+the update, a few eager probe passes) and a cost per step (the update's
+size measured in the step and read at each log, the loss read, about 24
+probe passes spread over the run). The table gives both: the time per step
+from the epochs after the first (the median epoch of each run, the median
+run), the whole run's time, and the fixed cost: what the watched run took
+beyond its steps at their steady cost.
 """
 
 from __future__ import annotations
@@ -27,8 +26,8 @@ import pandas as pd
 from helpers.data import make_adding_problem
 from helpers.monitor import TrainingMonitor
 
-REPEATS = 5
-SHORT, LONG = 2, 8
+REPEATS = 3
+EPOCHS = 8
 
 
 def mlp(widths):
@@ -64,11 +63,26 @@ CASES = {
 }
 
 
-def seconds(model, x, y, epochs: int, watched: bool) -> float:
-    callbacks = [TrainingMonitor(x[:256], y[:256])] if watched else []
-    start = time.perf_counter()
-    model.fit(x, y, epochs=epochs, batch_size=32, verbose=0, callbacks=callbacks)
-    return time.perf_counter() - start
+class _EpochTimes(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.start, self.epochs = time.perf_counter(), []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append(time.perf_counter() - self.epoch_start)
+
+    def on_train_end(self, logs=None):
+        self.whole = time.perf_counter() - self.start
+
+
+def timed_run(model, x, y, watched: bool) -> tuple[float, float]:
+    """The whole run's seconds and its median epoch's after the first."""
+    times = _EpochTimes()  # listed first: it counts the monitor's work too
+    callbacks = [times, TrainingMonitor(x[:256], y[:256])] if watched else [times]
+    model.fit(x, y, epochs=EPOCHS, batch_size=32, verbose=0, callbacks=callbacks)
+    return times.whole, float(np.median(times.epochs[1:]))
 
 
 def overhead() -> pd.DataFrame:
@@ -79,27 +93,25 @@ def overhead() -> pd.DataFrame:
         model = build()
         model.compile(optimizer=keras.optimizers.SGD(1e-3), loss=loss)
         model.fit(x, y, epochs=1, batch_size=32, verbose=0)  # warm-up: tracing
-        row = {"run": name, "weights": model.count_params()}
-        totals = {}
-        for epochs in (SHORT, LONG):
-            times = {False: [], True: []}
-            for _ in range(REPEATS):
-                for watched in (False, True):
-                    times[watched].append(seconds(model, x, y, epochs, watched))
-            plain, watched = np.median(times[False]), np.median(times[True])
-            steps = epochs * steps_per_epoch
-            run = "short" if epochs == SHORT else "long"
-            row[f"{run}: steps"] = steps
-            row[f"{run}: ms/step"] = 1e3 * plain / steps
-            row[f"{run}: watched"] = 1e3 * watched / steps
-            row[f"{run}: ratio"] = watched / plain
-            totals[run] = (plain, watched, steps)
-        # The cost of a further step, without the fixed part: the slope
-        # between the short and the long run.
-        (plain_s, watched_s, steps_s), (plain_l, watched_l, steps_l) = totals.values()
-        row["per further step: ratio"] = (watched_l - watched_s) / (plain_l - plain_s)
-        row["fixed: s"] = (watched_s - plain_s) - (row["per further step: ratio"] - 1) * plain_s
-        rows.append(row)
+        runs = {False: [], True: []}
+        for _ in range(REPEATS):
+            for watched in (False, True):
+                runs[watched].append(timed_run(model, x, y, watched))
+        (plain, plain_epoch), (watched, watched_epoch) = (
+            np.median(runs[w], axis=0) for w in (False, True)
+        )
+        rows.append(
+            {
+                "run": name,
+                "weights": model.count_params(),
+                "steps": EPOCHS * steps_per_epoch,
+                "ms/step": 1e3 * plain_epoch / steps_per_epoch,
+                "watched ms/step": 1e3 * watched_epoch / steps_per_epoch,
+                "ratio per step": watched_epoch / plain_epoch,
+                "whole run: ratio": watched / plain,
+                "fixed: s": watched - EPOCHS * watched_epoch,
+            }
+        )
     return pd.DataFrame(rows).set_index("run")
 
 

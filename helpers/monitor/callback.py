@@ -193,15 +193,17 @@ class TrainingMonitor(keras.callbacks.Callback):
 
     Cost, measured by ``tests/monitor_overhead.py`` on a 2-core CPU (TF 2.21)
     with one step per log, the monitor's most expensive case (Keras hands it
-    every step's loss), the median of 5 runs: 1.2x to 1.6x the unwatched time
-    over whole runs of 2,048 steps of 34,000- and 1.5-million-weight MLPs and
-    1,000 steps of notebook 07's RNN; 1.8x to 2.3x over 250 to 512 steps,
-    where the fixed part (building, tracing and compiling, about
-    `PROBE_SAMPLES` forward and backward passes on the probe) weighs more.
-    At every log the update sizes cost 0.4 to 0.6 ms within `fit` (TensorFlow's
-    dispatch, whatever the net's size: a large tensor is read through a fixed
-    sample), at most `UPDATE_BUDGET` of the time. Watch a fast run with
-    ``steps_per_execution`` > 1 when its steps are short.
+    every step's loss): 1.1x to 1.3x the unwatched time per step, the larger
+    share on the net with the shortest step (1.28x on a 34,000-weight MLP at
+    1 ms a step, 1.03x on a 1.5-million-weight MLP at 4.8 ms, 1.10x on
+    notebook 07's RNN at 2.2 ms), and a fixed 0.6 to 1.6 s per run (building
+    and tracing the probe, a few eager probe passes, tracing the train step
+    anew on a model trained before), which makes 1.2x to 1.5x over whole
+    runs of 1,000 to 2,048 steps. During `fit` the model trains with a train
+    function whose step also measures its update (a few dozen small
+    operations); the model's own is given back when `fit` ends (after an
+    interrupted `fit`, ``model.make_train_function(force=True)`` gives the
+    model a plain one).
     """
 
     def __init__(
