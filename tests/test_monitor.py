@@ -126,6 +126,68 @@ def test_every_update_is_measured_in_the_train_step_and_the_model_gets_its_own_b
     assert len(monitor.steps) == 8
 
 
+def tiny_classifier():
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, "relu", name="first")])
+    model.add(keras.layers.Dense(3, "softmax"))
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    return model
+
+
+def test_after_an_interrupted_fit_the_next_watched_fit_gives_the_model_its_own_back():
+    x, y = small_data((5,))
+    model = tiny_classifier()
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    own = model.train_function
+
+    def stop(batch, logs):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted = keras.callbacks.LambdaCallback(on_train_batch_end=stop)
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[TrainingMonitor(x, y), interrupted])
+    assert model.train_function is not own  # left watched by the interrupted fit
+    monitor = TrainingMonitor(x, y)
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[monitor])
+    assert model.train_function is own and (monitor.steps["update"] > 0).all()
+
+
+def test_two_monitors_in_one_fit_the_first_measures_the_updates_the_second_says_so():
+    x, y = small_data((5,))
+    first, second = TrainingMonitor(x, y), TrainingMonitor(x, y)
+    tiny_classifier().fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[first, second])
+    assert (first.steps["update"] > 0).all() and second.steps["update"].isna().all()
+    assert any("another TrainingMonitor" in note for note in second.notes)
+
+
+def test_trainable_changed_after_compile_is_trained_as_keras_would_and_noted():
+    """Keras trains with the function it traced before the change; a watched
+    fit does the same (it does not trace anew), and says to recompile."""
+    x, y = small_data((5,))
+    model = tiny_classifier()
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    model.get_layer("first").trainable = False  # and no compile
+    before = model.get_layer("first").kernel.numpy().copy()
+    monitor = TrainingMonitor(x, y)
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[monitor])
+    assert not np.allclose(before, model.get_layer("first").kernel.numpy())  # as unwatched
+    assert any("model.compile again" in note for note in monitor.notes)
+    assert "updates_too_small" in monitor.report_text()  # listed as not judged
+
+
+def test_a_train_step_set_on_the_model_is_left_in_place():
+    x, y = small_data((5,))
+    model = tiny_classifier()
+    calls = []
+
+    def train_step(data):
+        calls.append(1)  # once per trace
+        return type(model).train_step(model, data)
+
+    model.train_step = train_step
+    fit_watched(model, x, y, epochs=1)
+    assert model.train_step is train_step and calls
+
+
 def test_every_n_steps_is_checked():
     with pytest.raises(ValueError, match="every_n_steps"):
         TrainingMonitor(np.zeros((2, 2)), np.zeros(2), every_n_steps=0)
@@ -304,6 +366,40 @@ def test_a_distribution_strategy_on_the_cpu():
         monitor = fit_watched(model, x, y)
     assert np.isfinite(monitor.probes["loss"]).all() and len(monitor.steps) == 8
     assert monitor.backprop.shape[1] == 2
+
+
+TWO_REPLICAS = """
+import numpy as np, tensorflow as tf, keras
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from helpers.monitor import TrainingMonitor
+rng = np.random.default_rng(0)
+x, y = rng.normal(size=(256, 5)).astype("float32"), rng.integers(0, 3, 256)
+with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, "softmax")])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+weights = [model.get_weights()]
+keep = keras.callbacks.LambdaCallback(
+    on_train_batch_end=lambda batch, logs: weights.append(model.get_weights()))
+monitor = TrainingMonitor(x, y)
+model.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[monitor, keep])
+exact = [np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(after, before)))
+         for before, after in zip(weights, weights[1:])]
+np.testing.assert_allclose(monitor.steps["update"], exact, rtol=1e-4)
+"""
+
+
+def test_the_update_is_measured_once_across_replicas():
+    """Two replicas (two logical CPUs, set before TensorFlow starts: a
+    process of its own): each step's update is the weights' change, not 0
+    (as when each replica measured it after the other)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", TWO_REPLICAS], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_a_model_with_one_weight_layer_is_never_called_healthy():

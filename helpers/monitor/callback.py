@@ -100,6 +100,7 @@ class _UpdateSizes:
         self.last_update = tf.Variable(tf.fill(tf.shape(weights), math.nan), trainable=False)
         self.squares = tf.Variable(tf.fill([3], math.nan), trainable=False)
         self._own_train_function = None
+        self.fit = None  # the fit it is attached to
 
     def _weights(self):
         """The weights (or their sampled entries) as one float32 vector."""
@@ -113,7 +114,8 @@ class _UpdateSizes:
 
     def _measure(self):
         """In the train step, after the optimizer's update (TensorFlow runs a
-        read of a variable after the writes to it that come before)."""
+        read of a variable after the writes to it that come before; with
+        several replicas, once, after they all have)."""
         current = self._weights()
         update = current - self.previous
         vectors = tf.stack([update, update - self.last_update, current])
@@ -121,25 +123,55 @@ class _UpdateSizes:
         self.previous.assign(current)
         self.last_update.assign(update)
 
-    def attach(self, model: keras.Model) -> None:
-        """Train `model` with a step that also measures its update."""
+    def attach(self, model: keras.Model, fit: dict) -> str | None:
+        """Train `model` with a step that also measures its update, for the
+        `fit` whose parameters (a dict Keras gives every callback) are `fit`;
+        or, when that would change the run, leave it as it is and say why."""
+        watched = model.train_function
+        other = getattr(watched, "_update_sizes", None)
+        if other is not None and other.fit is fit:
+            return "another TrainingMonitor in this fit measures them"
+        optimizer = getattr(model, "optimizer", None)
+        built_for = getattr(optimizer, "_trainable_variables", None)  # set when it is built
+        if getattr(optimizer, "built", False) and built_for is not None:
+            if [id(v) for v in built_for] != [id(v) for v in self.variables]:
+                return (
+                    "the trainable weights changed since the optimizer was built "
+                    "(`trainable` set after compile): call model.compile again for "
+                    "the change to take effect"
+                )
+        # A train function left by an interrupted fit is unwrapped first.
+        self._own_train_function = getattr(watched, "_unwatched", watched)
         own_step = model.train_step
+        set_on_model = "train_step" in vars(model)
 
         def train_step(data):
             logs = own_step(data)
-            self._measure()
+            context = tf.distribute.get_replica_context()
+            if context is not None and context.num_replicas_in_sync > 1:
+                context.merge_call(lambda _: self._measure())  # once, not per replica
+            else:
+                self._measure()
             return logs
 
-        self._own_train_function = model.train_function
         model.train_step = train_step  # read once, by make_train_function
         try:
             model.make_train_function(force=True)
         finally:
-            del model.train_step
+            if set_on_model:
+                model.train_step = own_step
+            else:
+                del model.train_step
+        model.train_function._unwatched = self._own_train_function
+        model.train_function._update_sizes = self
+        self.fit = fit
+        return None
 
     def detach(self, model: keras.Model) -> None:
         """Give `model` back its own train function."""
-        model.train_function = self._own_train_function
+        if self.fit is not None:
+            model.train_function = self._own_train_function
+            self.fit = None
 
     def read(self) -> tuple[float, float, float]:
         """The last step's update size, its change, and the weights' size."""
@@ -202,8 +234,11 @@ class TrainingMonitor(keras.callbacks.Callback):
     runs of 1,000 to 2,048 steps. During `fit` the model trains with a train
     function whose step also measures its update (a few dozen small
     operations); the model's own is given back when `fit` ends (after an
-    interrupted `fit`, ``model.make_train_function(force=True)`` gives the
-    model a plain one).
+    interrupted `fit`, when the next watched `fit` ends, or at once with
+    ``model.make_train_function(force=True)``). Where that would change the
+    run, the update is not measured and a note says why: `trainable` set
+    after `compile` (Keras trains on with what it traced before), or a
+    second monitor in the same `fit`.
     """
 
     def __init__(
@@ -259,10 +294,6 @@ class TrainingMonitor(keras.callbacks.Callback):
             )
             if min(n_logs, math.ceil(steps * epochs / self._every)) <= EAGER_RUN:
                 self._trace_after = math.inf
-        variables = self.model.trainable_variables
-        self._sizes = _UpdateSizes(variables) if variables else None
-        if self._sizes:
-            self._sizes.attach(self.model)
         step = _step_of(self.model)
         n = self.record.probe_size
         for part, arrays in (("inputs", self.x_probe), ("labels", self.y_probe)):
@@ -275,6 +306,14 @@ class TrainingMonitor(keras.callbacks.Callback):
         self._nan_seen = bool(self._non_finite_rows)  # checked: nothing more to find
         self._measure(step)
         self._next_probe = step + self._every
+        variables = self.model.trainable_variables
+        self._sizes = _UpdateSizes(variables) if variables else None
+        why_not = (
+            self._sizes.attach(self.model, self.params) if self._sizes else None
+        )  # last: nothing fails after
+        if why_not:
+            self.record.notes.append(f"the size of the updates was not measured: {why_not}")
+            self._sizes = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start_step = _step_of(self.model)
