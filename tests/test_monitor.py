@@ -133,6 +133,26 @@ def tiny_classifier():
     return model
 
 
+def test_a_watched_run_trains_as_an_unwatched_one():
+    """Same weights at the start, same batches: the same weights at the end
+    (the probe puts back BatchNorm's statistics and the random state of
+    dropout; the step is Keras's own plus the measurement)."""
+    x, y = small_data((5,))
+    runs = []
+    for watched in (False, True):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8, "relu")])
+        model.add(keras.layers.BatchNormalization())
+        model.add(keras.layers.Dropout(0.3))
+        model.add(keras.layers.Dense(3, "softmax"))
+        model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
+        callbacks = [TrainingMonitor(x, y)] if watched else []
+        model.fit(x, y, epochs=2, batch_size=64, shuffle=False, verbose=0, callbacks=callbacks)
+        runs.append(model.get_weights())
+    for plain, watched in zip(*runs, strict=True):
+        np.testing.assert_allclose(watched, plain, rtol=1e-6, atol=1e-7)
+
+
 def test_after_an_interrupted_fit_the_next_watched_fit_gives_the_model_its_own_back():
     x, y = small_data((5,))
     model = tiny_classifier()

@@ -17,8 +17,8 @@ One job per module:
   output ``dL/da`` (what backpropagation multiplies on its way to the first
   layers) and the saturated or dead share of each hidden activation;
 * `callback`: `TrainingMonitor`, which records the loss of every log, the
-  size of the update at every step (measured inside the train step, where
-  the weights are), a probe
+  size of the update of each log's last step (measured inside the train
+  step, where the weights are), a probe
   measurement about `callback.PROBE_SAMPLES` times per run and each epoch's
   logs into a `record.Record` (saveable, loadable);
 * `rules`: the symptoms (`SYMPTOMS`), one small function of the record each,

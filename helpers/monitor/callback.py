@@ -223,22 +223,30 @@ class TrainingMonitor(keras.callbacks.Callback):
     `steps`, `probes`, `layer_gradients`, `backprop`, `activations` and
     `epochs` are also attributes of the monitor.
 
+    The update: during `fit` the model trains with a train function whose
+    step also measures the size of its update, next to the weights (a few
+    dozen small operations; a tensor of more than `SAMPLED_ENTRIES` entries
+    is read through that many of them, fixed for the run, an unbiased
+    estimate); each log records the update of its last step. Each watched
+    `fit` traces the train step once more (on a fresh model this replaces
+    Keras's own first trace). The model's own train function is given back
+    when `fit` ends; if `fit` is interrupted (an exception, Ctrl-C), the
+    model keeps the measuring one, and pays for it, until the next watched
+    `fit` ends, or until ``model.make_train_function(force=True)`` makes it
+    a fresh one of its own. The update is not measured, and a note says why,
+    when `trainable` was set after `compile` (Keras keeps training with the
+    step it traced before, so the change has no effect: recompile), or when
+    another TrainingMonitor in the same `fit` already measures it.
+
     Cost, measured by ``tests/monitor_overhead.py`` on a 2-core CPU (TF 2.21)
     with one step per log, the monitor's most expensive case (Keras hands it
-    every step's loss): 1.1x to 1.3x the unwatched time per step, the larger
-    share on the net with the shortest step (1.28x on a 34,000-weight MLP at
-    1 ms a step, 1.03x on a 1.5-million-weight MLP at 4.8 ms, 1.10x on
-    notebook 07's RNN at 2.2 ms), and a fixed 0.6 to 1.6 s per run (building
-    and tracing the probe, a few eager probe passes, tracing the train step
-    anew on a model trained before), which makes 1.2x to 1.5x over whole
-    runs of 1,000 to 2,048 steps. During `fit` the model trains with a train
-    function whose step also measures its update (a few dozen small
-    operations); the model's own is given back when `fit` ends (after an
-    interrupted `fit`, when the next watched `fit` ends, or at once with
-    ``model.make_train_function(force=True)``). Where that would change the
-    run, the update is not measured and a note says why: `trainable` set
-    after `compile` (Keras trains on with what it traced before), or a
-    second monitor in the same `fit`.
+    every step's loss): 1.03x to 1.28x the unwatched time per step, the
+    larger share on the net with the shortest step (1.28x on a
+    34,000-weight MLP at 1 ms a step, 1.03x on a 1.5-million-weight MLP at
+    4.8 ms, 1.10x on notebook 07's RNN at 2.2 ms), and a fixed 0.6 to 1.6 s
+    per run (building and tracing the probe, a few eager probe passes,
+    tracing the train step), which makes 1.2x to 1.5x over whole runs of
+    1,000 to 2,048 steps of a model trained before.
     """
 
     def __init__(

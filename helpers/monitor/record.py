@@ -37,7 +37,7 @@ class Record:
       (their mean loss), ``running`` (Keras's running mean of the epoch),
       ``update`` (norm of the change of all weights at the log's last
       step), ``update_change`` (norm of that update's change from the
-      step's before) and ``weight_norm`` (norm of all trainable weights);
+      update of the step before) and ``weight_norm`` (norm of all trainable weights);
     - ``probes``: per probe measurement, the probe ``loss``, the whole
       gradient's norm ``grad_norm`` and ``penalty``, the regularization
       losses within the loss (as within Keras's logged losses);

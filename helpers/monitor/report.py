@@ -85,7 +85,7 @@ def plot_record(record: Record, diagnosis: Diagnosis, title: str | None = None) 
     norm = probes["grad_norm"].where(np.isfinite(probes["grad_norm"]))
     ax.plot(norm.index, norm, "o-", ms=3, color="tab:purple", label="gradient norm (probe)")
     for column, color, width, label in (
-        ("update", "tab:green", None, "update size per step"),
+        ("update", "tab:green", None, "update size (a log's last step)"),
         ("update_change", "tab:brown", 0.8, "change of the update from the step before"),
     ):
         values = steps[column].where(np.isfinite(steps[column]) & (steps[column] > 0))

@@ -71,12 +71,14 @@ DIVERGED_FACTOR = 3.0
 
 #: A spike: the loss of the steps since the previous log, the size of the
 #: update to the weights at the log's last step, or the change of that update
-#: from the step's before, above this many times the median of the values before it (over
+#: from the update of the step before, above this many times the median of
+#: the values before it (over
 #: `SPIKE_WINDOW` of them, once `SPIKE_WARMUP` are known; before the loss
 #: becomes inf or NaN, if it does). Only full logs (of `steps_per_execution`
 #: steps) are compared. The change of the update is what a jump of the
 #: gradient does to the weights when momentum smooths the update itself: for
-#: SGD with momentum it is about the learning rate times the new gradient.
+#: SGD with momentum m it is minus the learning rate times the new gradient,
+#: minus (1 - m) times the previous update: on a jump, mostly the new gradient.
 SPIKE_FACTOR = 10.0
 #: The same for the probe's gradient norm, sampled and noisier: two orders
 #: of magnitude.
