@@ -621,8 +621,8 @@ def stalled(record: Record) -> Result:
         without = f" without {penalty:.3g} of regularization losses" if penalty else ""
         evidence.append(
             f"the {source} ends at {on_data:.3g}{without}, {on_data / baseline:.0%} of "
-            f"{baseline:.3g}, the loss of a constant prediction (the mean of the targets: the "
-            "net has learned no more than the label frequencies)"
+            f"{baseline:.3g}, the loss of predicting the probe batch's mean target (a "
+            "classifier's label frequencies) for every example: the net has learned no more"
         )
     return Finding("stalled", evidence) if evidence else None
 
