@@ -12,7 +12,6 @@ import os
 import re
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -231,29 +230,24 @@ def run_and_summarize(
     declared: dict[Path, dict], parameters: dict, output_dir: Path, title: str
 ) -> list[NotebookResult]:
     """Run each notebook of `declared` (notebook -> its declared parameters)
-    with the parameters it declares, render it to HTML (in a thread of the
-    runner, while the next notebook runs in its kernel), and write
+    with the parameters it declares, render it to HTML, and write
     `summary.md` and `index.html` into `output_dir`."""
     output_dir.mkdir(parents=True, exist_ok=True)
     results = []
-    with ThreadPoolExecutor(max_workers=1) as renderer:
-        pages = []
-        for index, (path, own_names) in enumerate(declared.items(), 1):
-            own = {k: v for k, v in parameters.items() if k in own_names}
-            shown = " ".join(f"{k}={v}" for k, v in own.items())
-            print(f"[{index}/{len(declared)}] {path.stem} {shown}".rstrip(), flush=True)
-            result = run_notebook(path, output_dir, own)
-            if (output_dir / path.name).exists():
-                pages.append(renderer.submit(render_html, output_dir / path.name))
-            mark = "ok" if result.ok else "FAILED"
-            print(
-                f"      {mark} in {result.seconds:.0f} s, claims held {result.held},"
-                f" failed {result.failed}" + (f"\n      {result.error}" if result.error else ""),
-                flush=True,
-            )
-            results.append(result)
-        for page in pages:
-            page.result()  # a rendering error is raised here
+    for index, (path, own_names) in enumerate(declared.items(), 1):
+        own = {k: v for k, v in parameters.items() if k in own_names}
+        shown = " ".join(f"{k}={v}" for k, v in own.items())
+        print(f"[{index}/{len(declared)}] {path.stem} {shown}".rstrip(), flush=True)
+        result = run_notebook(path, output_dir, own)
+        if (output_dir / path.name).exists():
+            render_html(output_dir / path.name)
+        mark = "ok" if result.ok else "FAILED"
+        print(
+            f"      {mark} in {result.seconds:.0f} s, claims held {result.held},"
+            f" failed {result.failed}" + (f"\n      {result.error}" if result.error else ""),
+            flush=True,
+        )
+        results.append(result)
     given = ", ".join(f"{k}={v}" for k, v in parameters.items())
     subtitle = f"Parameters: {given}" if given else "Default parameters"
     table = summary_table(results)
