@@ -133,10 +133,12 @@ STALLED_BASELINE = 0.9
 #: Logs (or probe measurements) needed to judge a trend.
 MIN_POINTS = 3
 
-#: Overfitting, judged at the end of the run: the training and validation
-#: losses there are their medians over the last `OVERFIT_LAST` validated
-#: epochs (one bad epoch of a run at a high rate is not overfitting). It is
-#: named on either of two signs.
+#: Overfitting, judged at the end of the run: the training loss there is its
+#: median over the last `OVERFIT_LAST` validated epochs, the validation loss
+#: its lowest over them (one bad epoch is not overfitting: a run whose loss
+#: spikes can end an epoch on a spike, its validation loss ten times its
+#: lowest, as notebook 07's clipped RNN did on one CPU). It is named on
+#: either of two signs.
 #:
 #: 1. Of the training loss's fall (from the probe loss before training, or
 #:    the baseline loss when lower: what a net learns of the label
@@ -646,7 +648,7 @@ def overfitting(record: Record) -> Result:
     # without the regularization losses Keras logs within both.
     start = logged_start - penalty_at(record, 0)
     train_end = logged_end - penalty_at(record, -1)
-    val_end = float(validated["val_loss"].iloc[-OVERFIT_LAST:].median()) - penalty_at(record, -1)
+    val_end = float(validated["val_loss"].iloc[-OVERFIT_LAST:].min()) - penalty_at(record, -1)
     last = validated.index[-OVERFIT_LAST:]
     if not (start > 0 and start - train_end >= MIN_FALL * start):
         return None  # the training loss barely fell: the stalled rule's case
@@ -657,7 +659,7 @@ def overfitting(record: Record) -> Result:
         source = "before training" if reference == start else "of a constant prediction"
         evidence.append(
             f"the training loss fell from {reference:.3g} ({source}) to {train_end:.3g}; "
-            f"the validation loss ends at {val_end:.3g} (median of epochs "
+            f"the validation loss ends at {val_end:.3g} (lowest of epochs "
             f"{', '.join(map(str, last))}): only "
             f"{max(transfer, 0):.0%} of the fall carries over to new data"
         )
